@@ -1,0 +1,191 @@
+"""The `groklab` command: data, train, run, sample, evaluate.
+
+Every user mistake ends as one line `groklab: error: ...` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from groklab import __version__
+from groklab.cli_args import add_config_flags, config_from_args
+from groklab.config import RunConfig
+from groklab.errors import GroklabError
+from groklab.presets import main_job_config
+
+
+def _data_cmd(args: argparse.Namespace) -> int:
+    from groklab import data
+
+    fractions = None
+    if args.fractions is not None:
+        try:
+            fractions = tuple(float(x) for x in args.fractions.split(","))
+        except ValueError:
+            raise GroklabError(f"--fractions: expected three numbers like 0.7,0.15,0.15, got {args.fractions!r}")
+        if len(fractions) != 3:
+            raise GroklabError(f"--fractions: expected three numbers (train,val,test), got {len(fractions)}")
+    spec = data.DatasetSpec(ops=(args.op,), p=args.p, num_samples=args.num_samples, fractions=fractions,
+                            seed=args.seed)
+    splits = data.make_splits(spec)
+    manifest = data.write_dataset(spec, splits, args.out)
+    print(data.stats_table([manifest]))
+    print(f"\nwrote {args.out}/train.txt, val.txt, test.txt and manifest.json "
+          f"(content hash {manifest['content_hash'][:12]})")
+    return 0
+
+
+def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
+    """`groklab train textfile.txt` (seed 003) or `groklab train DATA_DIR`."""
+    if path is None:
+        return cfg
+    p = Path(path)
+    if cfg.data.operators is not None or cfg.data.prime is not None:
+        print(f"note: ignoring the data path {path!r}: --operators/--prime build the data on the fly", file=sys.stderr)
+        return cfg
+    if p.is_dir():
+        return cfg.replace(data_dir=str(p), text_file=None)
+    if p.is_file():
+        return cfg.replace(text_file=str(p), data_dir=None)
+    raise GroklabError(f"{path}: no such file or directory")
+
+
+def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -> int:
+    from groklab.train import train_runs
+
+    cfg = _positional_source(getattr(args, "path", None), config_from_args(args, base))
+    if not cfg.data.has_source:
+        raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
+    configs = [cfg]
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise GroklabError(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise GroklabError("--seeds: each seed once")
+        out = Path(cfg.train.out_dir)
+        configs = [cfg.replace(seed=s, out_dir=str(out / f"seed{s}")) for s in seeds]
+    summaries = train_runs(configs, argv=["groklab", *argv])
+    for s in summaries:
+        grok = s["steps_to_grok"]
+        status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None
+                  else f"did not grok (val acc never stayed ≥ {s['threshold']})")
+        final = s["final"]
+        print(f"{s['run_dir']}: {status} · final train acc "
+              f"{final['train_acc']:.4f}, val acc {final['val_acc']:.4f} · {s['steps']:,} steps in "
+              f"{s['wall_time_s']:.0f} s · curves: {Path(s['run_dir']) / 'curves.png'}")
+    return 0
+
+
+def _sample_cmd(args: argparse.Namespace) -> int:
+    from groklab.sample import complete, interactive, load_run, prompts_from
+
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    run = load_run(args.run, device)
+    gen = torch.Generator().manual_seed(args.seed)
+    top_k = args.top_k if args.top_k and args.top_k > 0 else None
+    if args.temperature < 0:
+        raise GroklabError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.max_new_tokens < 0:
+        raise GroklabError(f"--max_new_tokens must be >= 0, got {args.max_new_tokens}")
+    if args.interactive:
+        interactive(run, args.max_new_tokens, args.temperature, top_k, gen)
+        return 0
+    prompts = prompts_from(args.prompts or []) + ([args.prompt] if args.prompt is not None else [])
+    if not prompts:
+        raise GroklabError("give --prompts \"30/74=\" (or --prompt TEXT, or --interactive)")
+    for prompt in prompts:
+        print(complete(run, prompt, args.max_new_tokens, args.temperature, top_k, gen))
+    return 0
+
+
+def _evaluate_cmd(args: argparse.Namespace) -> int:
+    from groklab.sample import evaluate_split, load_run
+
+    run = load_run(args.run, "cuda" if args.device == "cuda" else "cpu")
+    for split in args.split.split(","):
+        r = evaluate_split(run, split.strip())
+        print(json.dumps(r) if args.json else
+              f"{r['run_dir']} (step {r['step']:,}) {r['split']}: exact-match accuracy {r['accuracy']:.4f} "
+              f"on {r['examples']:,} examples, loss {r['loss']:.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="groklab", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"groklab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("data", allow_abbrev=False, help="write train/val/test equation files and a manifest")
+    d.add_argument("--op", "--ops", "--operators", dest="op", required=True,
+                   help="operation(s): + - * / # @ & $ ! or names (add, sub, mul, div, ...); '+,-' mixes")
+    d.add_argument("--p", "--prime", dest="p", type=int, required=True, help="modulus p")
+    d.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True, help="output folder (new or empty)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    d.add_argument("--num_samples", "--num-samples", type=int, default=None,
+                   help="N distinct random equations instead of all pairs (default fractions 0.4,0.4,0.2)")
+    d.add_argument("--fractions", default=None, help="train,val,test shares (default 0.7,0.15,0.15)")
+
+    t = sub.add_parser("train", allow_abbrev=False, help="train a run (or --seeds: one run a seed, trained together)")
+    t.add_argument("path", nargs="?", help="a text file to memorise (seed 003) or a data folder")
+    t.add_argument("--seeds", default=None, help="train these model seeds as one group, e.g. 42,123,456; "
+                   "run directories OUT_DIR/seed42, ...")
+    add_config_flags(t, RunConfig())
+
+    r = sub.add_parser("run", allow_abbrev=False, help="the main job: a grokking run on the CPU, with progress and curves")
+    r.add_argument("--seeds", default=None, help=argparse.SUPPRESS)
+    add_config_flags(r, main_job_config())
+
+    s = sub.add_parser("sample", allow_abbrev=False, help="generate from a trained run")
+    s.add_argument("run", help="run directory (or a file inside it)")
+    s.add_argument("--prompts", nargs="*", default=None, help="prompts, e.g. \"30/74=\" (comma-separated or several)")
+    s.add_argument("--prompt", default=None, help="one prompt (seed 003 spelling)")
+    s.add_argument("--max_new_tokens", "--max-new-tokens", "--steps", dest="max_new_tokens", type=int, default=8,
+                   help="tokens to generate (default 8)")
+    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy (default 1.0)")
+    s.add_argument("--top_k", "--top-k", dest="top_k", type=int, default=None, help="sample among the k likeliest")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    s.add_argument("--interactive", action="store_true", help="a prompt loop")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+
+    e = sub.add_parser("evaluate", allow_abbrev=False, help="exact-match accuracy of a run on one of its splits")
+    e.add_argument("run", help="run directory (or a file inside it)")
+    e.add_argument("--split", default="test", help="train, val or test (comma-separated for several)")
+    e.add_argument("--json", action="store_true", help="print JSON lines")
+    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "data":
+            return _data_cmd(args)
+        if args.command == "train":
+            return _train_cmd(args, RunConfig(), argv)
+        if args.command == "run":
+            return _train_cmd(args, main_job_config(), argv)
+        if args.command == "sample":
+            return _sample_cmd(args)
+        if args.command == "evaluate":
+            return _evaluate_cmd(args)
+    except GroklabError as exc:
+        print(f"groklab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("groklab: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

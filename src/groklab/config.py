@@ -1,0 +1,212 @@
+"""Typed, validated configuration: the single source for CLI flags, config.json and (later) sweep specs.
+
+Every field carries its help text in `metadata["help"]`; `cli_args.py` turns these dataclasses into argparse
+flags, so a flag cannot exist in one place and not another. Seed-report spellings (`--max_iters`, `--prime`,
+`--beta_1`, ...) are listed as `metadata["aliases"]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from groklab.errors import GroklabError
+
+
+def doc(help: str, *aliases: str, **extra: Any) -> dict[str, Any]:
+    """Field metadata: help text and alternative flag names (without dashes)."""
+    return {"help": help, "aliases": aliases, **extra}
+
+
+class ConfigError(GroklabError):
+    """A configuration value is out of range; the message names the field."""
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+TokenizerKind = Literal["char", "number"]
+LossOn = Literal["answer", "all"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the nanoGPT-style decoder. Runs that differ here cannot share an engine group."""
+
+    n_layer: int = field(default=2, metadata=doc("number of transformer blocks"))
+    n_head: int = field(default=4, metadata=doc("attention heads per block"))
+    n_embd: int = field(default=128, metadata=doc("embedding width (channels)"))
+    block_size: int = field(
+        default=0, metadata=doc("context length in tokens; 0 = the longest example in the data (equations)")
+    )
+    dropout: float = field(default=0.0, metadata=doc("dropout probability (0 keeps runs in a group exact)"))
+    bias: bool = field(default=True, metadata=doc("biases in linear layers and LayerNorm, as nanoGPT"))
+
+    def __post_init__(self) -> None:
+        _require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")
+        _require(self.n_head >= 1, "n_head", f"must be at least 1, got {self.n_head}")
+        _require(self.n_embd >= 1, "n_embd", f"must be at least 1, got {self.n_embd}")
+        _require(
+            self.n_embd % self.n_head == 0, "n_embd", f"{self.n_embd} is not divisible by n_head={self.n_head}"
+        )
+        _require(self.block_size >= 0, "block_size", f"must be >= 0, got {self.block_size}")
+        _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the equations come from and how they are tokenised and masked."""
+
+    data_dir: str | None = field(
+        default=None, metadata=doc("folder with train.txt/val.txt[/test.txt] (as `groklab data` writes it)")
+    )
+    text_file: str | None = field(
+        default=None, metadata=doc("plain text to memorise (seed 003's sanity run); loss on every token")
+    )
+    operators: str | None = field(
+        default=None, metadata=doc("build equations on the fly for these ops, e.g. '/' or '+,-'", "op", "ops")
+    )
+    prime: int | None = field(default=None, metadata=doc("modulus p for on-the-fly data", "p"))
+    num_samples: int | None = field(
+        default=None, metadata=doc("on-the-fly data: N distinct random equations instead of all pairs")
+    )
+    train_fraction: float | None = field(
+        default=None, metadata=doc("on-the-fly data: train share (default 0.7, or 0.4 with num_samples)")
+    )
+    val_fraction: float | None = field(
+        default=None, metadata=doc("on-the-fly data: val share (default 0.15, or 0.4 with num_samples)")
+    )
+    data_seed: int = field(default=0, metadata=doc("seed of the train/val/test split (not the model's seed)"))
+    tokenizer: TokenizerKind = field(
+        default="char", metadata=doc("'char': one token per character (the seeds); 'number': one per number")
+    )
+    loss_on: LossOn = field(
+        default="answer", metadata=doc("'answer': loss only on tokens after '='; 'all': every token")
+    )
+    mask_first_n: int | None = field(
+        default=None, metadata=doc("loss on every token except the first N (overrides loss_on)")
+    )
+
+    def __post_init__(self) -> None:
+        sources = [s for s in (self.data_dir, self.text_file, self.operators) if s is not None]
+        _require(len(sources) <= 1, "data", "give only one of --data_dir, a text file, or --operators/--prime")
+        _require(
+            (self.operators is None) == (self.prime is None),
+            "prime" if self.prime is None else "operators",
+            "--operators and --prime go together",
+        )
+        _require(self.tokenizer in get_args(TokenizerKind), "tokenizer", f"'char' or 'number', got {self.tokenizer!r}")
+        _require(self.loss_on in get_args(LossOn), "loss_on", f"'answer' or 'all', got {self.loss_on!r}")
+        _require(
+            self.mask_first_n is None or self.mask_first_n >= 0, "mask_first_n", f"must be >= 0, got {self.mask_first_n}"
+        )
+        _require(
+            not (self.text_file is not None and self.tokenizer == "number"),
+            "tokenizer",
+            "a plain text file needs the char tokenizer",
+        )
+
+    @property
+    def has_source(self) -> bool:
+        return any(s is not None for s in (self.data_dir, self.text_file, self.operators))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with decoupled weight decay on 2-D weights (matrices and embeddings), none on biases/LayerNorm."""
+
+    learning_rate: float = field(default=1e-3, metadata=doc("AdamW learning rate", "lr"))
+    weight_decay: float = field(default=0.1, metadata=doc("decoupled weight decay on 2-D weights", "wd"))
+    beta1: float = field(default=0.9, metadata=doc("AdamW beta1", "beta_1"))
+    beta2: float = field(default=0.95, metadata=doc("AdamW beta2", "beta_2"))
+    eps: float = field(default=1e-8, metadata=doc("AdamW epsilon"))
+    grad_clip: float = field(default=1.0, metadata=doc("clip each run's gradient norm to this; 0 = off"))
+    warmup_steps: int = field(default=0, metadata=doc("linear learning-rate warm-up steps (then constant)"))
+
+    def __post_init__(self) -> None:
+        _require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}")
+        _require(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
+        _require(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
+        _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The loop: steps, batches, evaluation schedule, checkpoints, output."""
+
+    out_dir: str = field(default="out/run", metadata=doc("run directory (config, metrics, weights, curves)"))
+    max_steps: int = field(default=5000, metadata=doc("optimizer steps", "max_iters"))
+    batch_size: int = field(default=64, metadata=doc("examples per optimizer step (sampled with replacement)"))
+    seed: int = field(default=42, metadata=doc("seed of model init and batch order (not the data split)"))
+    eval_points_per_decade: int = field(
+        default=16, metadata=doc("log-spaced evaluations per decade of steps (plus the last step)")
+    )
+    eval_interval: int = field(default=0, metadata=doc("also evaluate every N steps (seed 003); 0 = off"))
+    log_interval: int = field(default=0, metadata=doc("print the batch loss every N steps; 0 = only at evals"))
+    checkpoint_interval: int = field(default=1000, metadata=doc("save the loop state every N steps (and at the end)"))
+    grok_threshold: float = field(default=0.99, metadata=doc("val accuracy that counts as grokked (steps_to_grok)"))
+    device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'"))
+    resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint"))
+    progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)"))
+    plot: bool = field(default=True, metadata=doc("write curves.png at the end"))
+
+    def __post_init__(self) -> None:
+        _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
+        _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        _require(
+            self.eval_points_per_decade >= 1,
+            "eval_points_per_decade",
+            f"must be at least 1, got {self.eval_points_per_decade}",
+        )
+        _require(self.eval_interval >= 0, "eval_interval", f"must be >= 0, got {self.eval_interval}")
+        _require(self.log_interval >= 0, "log_interval", f"must be >= 0, got {self.log_interval}")
+        _require(self.checkpoint_interval >= 1, "checkpoint_interval", f"must be >= 1, got {self.checkpoint_interval}")
+        _require(0 < self.grok_threshold <= 1, "grok_threshold", f"must be in (0, 1], got {self.grok_threshold}")
+        _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        parts: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            sub = d.get(f.name, {})
+            sub_cls = f.default_factory  # type: ignore[misc]
+            known = {g.name for g in dataclasses.fields(sub_cls)}
+            unknown = set(sub) - known
+            if unknown:
+                raise ConfigError(f"{f.name}: unknown field(s) {', '.join(sorted(unknown))}")
+            parts[f.name] = sub_cls(**sub)
+        return cls(**parts)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """Replace fields by their flat name (e.g. seed=1, n_layer=3), whichever section holds them."""
+        sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in changes.items():
+            owner = next((s for s, obj in sections.items() if hasattr(obj, name)), None)
+            if owner is None:
+                raise ConfigError(f"{name}: no such config field")
+            sections[owner] = dataclasses.replace(sections[owner], **{name: value})
+        return RunConfig(**sections)

@@ -1,0 +1,192 @@
+"""One training step for a group of E runs at once (E = 1 is a single run), and evaluation of all of them.
+
+Everything a run owns is a row: its weights, gradients and Adam moments are rows of (E, N) buffers, and its
+seed, learning rate, weight decay, betas, clipping, warm-up and batch size are (E, 1) tensors. One step is
+forward, backward, per-run clipping and per-run AdamW over whole buffers, so a run's update never depends
+on the other members: a run trained in a group follows the same curve as the same run trained alone.
+
+Batches are drawn with replacement from a counter-based hash of (run seed, step, slot), computed on the
+device: no generator state to save, the data position after a restart is a function of the step, and no
+host round-trip is needed to make a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from groklab.config import OptimConfig
+from groklab.model import GPT
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (lowbias32-style) in int64 arithmetic that never overflows: inputs stay
+    below 2**32 and the multipliers below 2**31."""
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _MASK32
+    x = ((x ^ (x >> 15)) * 0x46B5B2A5) & _MASK32  # odd constant below 2**31
+    return x ^ (x >> 16)
+
+
+def batch_indices(seeds: torch.Tensor, step: torch.Tensor, batch: int, counts: torch.Tensor) -> torch.Tensor:
+    """Row indices (E, batch) into each run's train split, from (seed, step, slot) alone."""
+    slots = torch.arange(batch, device=seeds.device)
+    h = _mix32(seeds[:, None] & _MASK32)
+    h = _mix32(h ^ (step & _MASK32))
+    h = _mix32(h ^ slots[None, :])
+    return h % counts[:, None]
+
+
+def member_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (E, B, T, V), targets (E, B, T) -> (summed token loss (E,), loss tokens (E,))."""
+    E, B, T, V = logits.shape
+    tok = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-1, reduction="none")
+    return tok.view(E, B * T).sum(1), (targets >= 0).view(E, B * T).sum(1)
+
+
+@dataclass
+class Hyper:
+    """Per-run optimisation settings as (E, 1) float tensors (seeds and batch sizes as (E,) int64)."""
+
+    lr: torch.Tensor
+    weight_decay: torch.Tensor
+    beta1: torch.Tensor
+    beta2: torch.Tensor
+    eps: torch.Tensor
+    grad_clip: torch.Tensor
+    warmup: torch.Tensor
+    seeds: torch.Tensor
+    batch_sizes: torch.Tensor
+
+    @classmethod
+    def build(
+        cls, optims: Sequence[OptimConfig], seeds: Sequence[int], batch_sizes: Sequence[int], device: torch.device
+    ) -> "Hyper":
+        def col(values: Sequence[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
+
+        return cls(
+            lr=col([o.learning_rate for o in optims]),
+            weight_decay=col([o.weight_decay for o in optims]),
+            beta1=col([o.beta1 for o in optims]),
+            beta2=col([o.beta2 for o in optims]),
+            eps=col([o.eps for o in optims]),
+            grad_clip=col([o.grad_clip for o in optims]),
+            warmup=col([o.warmup_steps for o in optims]),
+            seeds=torch.tensor(seeds, dtype=torch.long, device=device),
+            batch_sizes=torch.tensor(batch_sizes, dtype=torch.long, device=device),
+        )
+
+
+class Engine:
+    """Trains the E runs of `model` on their stacked train splits."""
+
+    def __init__(
+        self,
+        model: GPT,
+        hyper: Hyper,
+        train_inputs: torch.Tensor,
+        train_targets: torch.Tensor,
+        train_counts: torch.Tensor,
+    ):
+        dev = model.device
+        self.model, self.hyper = model, hyper
+        self.inputs, self.targets = train_inputs.to(dev), train_targets.to(dev)  # (E, Nmax, T)
+        self.counts = train_counts.to(dev)  # (E,)
+        self.exp_avg = torch.zeros_like(model.flat)
+        self.exp_avg_sq = torch.zeros_like(model.flat)
+        self.step_count = torch.zeros((), dtype=torch.long, device=dev)  # optimizer steps taken so far
+        self.max_batch = int(hyper.batch_sizes.max())
+        # slots past a run's own batch size are masked out of its loss (runs of several batch sizes share a group)
+        self.slot_valid = torch.arange(self.max_batch, device=dev)[None, :] < hyper.batch_sizes[:, None]
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and targets (E, B, T) of the next step."""
+        idx = batch_indices(self.hyper.seeds, self.step_count, self.max_batch, self.counts)  # (E, B)
+        T = self.inputs.shape[-1]
+        gather = idx[..., None].expand(-1, -1, T)
+        x = torch.gather(self.inputs, 1, gather)
+        y = torch.gather(self.targets, 1, gather)
+        return x, torch.where(self.slot_valid[..., None], y, -1)
+
+    def step(self) -> torch.Tensor:
+        """One optimizer step for every run; returns each run's batch loss (E,), still on the device."""
+        x, y = self.batch()
+        self.model.zero_grad()
+        total, count = member_losses(self.model(x), y)
+        loss = total / count.clamp(min=1)
+        loss.sum().backward()  # runs share no weights, so each row of the gradient is that run's own
+        self._adamw()
+        return loss.detach()
+
+    @torch.no_grad()
+    def _adamw(self) -> None:
+        h, flat, grad = self.hyper, self.model.flat, self.model.grad
+        # per-run clipping, as torch.nn.utils.clip_grad_norm_ over that run's parameters
+        norm = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
+        coef = torch.where(h.grad_clip > 0, (h.grad_clip / (norm + 1e-6)).clamp(max=1.0), 1.0)
+        grad.mul_(coef)
+        self.step_count += 1
+        t = self.step_count.to(flat.dtype)
+        lr = h.lr * torch.clamp(t / h.warmup.clamp(min=1), max=1.0)  # linear warm-up, then constant
+        # the same order of operations as torch.optim.AdamW's single-tensor path
+        flat.mul_(1 - lr * h.weight_decay * self.model.decay_mask)
+        self.exp_avg.lerp_(grad, 1 - h.beta1)
+        self.exp_avg_sq.mul_(h.beta2).add_((1 - h.beta2) * grad * grad)
+        bias_correction1 = 1 - h.beta1**t
+        bias_correction2_sqrt = (1 - h.beta2**t).sqrt()
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(h.eps)
+        flat.sub_((lr / bias_correction1) * self.exp_avg / denom)
+
+    def member_state(self, e: int) -> dict[str, torch.Tensor]:
+        """Optimizer state of one run (CPU tensors) for its checkpoint."""
+        return {
+            "exp_avg": self.exp_avg[e].detach().cpu().clone(),
+            "exp_avg_sq": self.exp_avg_sq[e].detach().cpu().clone(),
+        }
+
+    @torch.no_grad()
+    def load_member_state(self, e: int, state: dict[str, torch.Tensor]) -> None:
+        for name, buf in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
+            t = state[name]
+            if t.shape != buf[e].shape:
+                raise ValueError(f"{name}: expected {tuple(buf[e].shape)} values, found {tuple(t.shape)}")
+            buf[e].copy_(t)
+
+
+@torch.no_grad()
+def evaluate(
+    model: GPT, inputs: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor, max_tokens: int = 1 << 17
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean token loss and exact-match accuracy (every target token right) of each run on its whole split.
+
+    inputs/targets (E, Nmax, T), counts (E,) -> (loss (E,), accuracy (E,)), on the device. Teacher-forced
+    argmax over the answer equals greedy generation of it exactly when every answer token is right, so this
+    is the exact match of greedy decoding in one forward pass.
+    """
+    was_training = model.training
+    model.training = False
+    dev = model.device
+    inputs, targets, counts = inputs.to(dev), targets.to(dev), counts.to(dev)
+    E, n_max, T = inputs.shape
+    chunk = max(1, max_tokens // max(E * T, 1))
+    loss_sum = torch.zeros(E, device=dev)
+    tokens = torch.zeros(E, device=dev)
+    correct = torch.zeros(E, device=dev)
+    for start in range(0, n_max, chunk):
+        x, y = inputs[:, start : start + chunk], targets[:, start : start + chunk]
+        rows = torch.arange(start, start + x.shape[1], device=dev)
+        real = rows[None, :] < counts[:, None]  # (E, b): padding rows of shorter splits do not count
+        y = torch.where(real[..., None], y, -1)
+        logits = model(x)
+        s, c = member_losses(logits, y)
+        loss_sum += s
+        tokens += c
+        right = ((logits.argmax(-1) == y) | (y < 0)).all(-1) & real
+        correct += right.sum(1)
+    model.training = was_training
+    return loss_sum / tokens.clamp(min=1), correct / counts.clamp(min=1)

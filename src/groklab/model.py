@@ -1,0 +1,192 @@
+"""A nanoGPT-style decoder that holds E independent runs at once.
+
+Shape legend: E runs (group members), B batch, T time, C channels (n_embd), H heads, D head size (C / H),
+V vocabulary, N parameters of one run.
+
+All weights of all runs live in one flat buffer `flat` of shape (E, N); every named parameter is a leaf
+tensor that is a *view* of its slice, and its `.grad` is a view of the same slice of `grad`. Autograd then
+accumulates straight into the flat gradient (it adds in place into an existing `.grad`), so the optimizer,
+clipping and norms are a handful of ops over one (E, N) tensor whatever the depth of the model, and a single
+run is simply E = 1. Weights are stored (in, out) so a linear layer is one batched matmul over E.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from groklab.config import ModelConfig
+
+
+# Parameters of E > 1 runs are strided views (row stride N), so autograd warns that their .grad "does not
+# obey the gradient layout contract"; it still adds in place into our .grad view, which is what we want.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One named tensor of a run: its shape, where it sits in the flat row, and how it is initialised."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    decay: bool  # nanoGPT's rule: 2-D weights (matrices, embeddings) decay; biases and LayerNorm gains do not
+    init_std: float  # 0 means a constant init (init_value)
+    init_value: float = 0.0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
+    """The parameters of one run, in a fixed order, as nanoGPT initialises them (tied input/output embedding)."""
+    C, L = cfg.n_embd, cfg.n_layer
+    proj_std = 0.02 / math.sqrt(2 * L)  # GPT-2's scaled init of residual projections
+    entries: list[tuple[str, tuple[int, ...], bool, float, float]] = [
+        ("wte", (vocab_size, C), True, 0.02, 0.0),
+        ("wpe", (cfg.block_size, C), True, 0.02, 0.0),
+    ]
+
+    def norm(prefix: str) -> None:
+        entries.append((f"{prefix}.weight", (C,), False, 0.0, 1.0))
+        if cfg.bias:
+            entries.append((f"{prefix}.bias", (C,), False, 0.0, 0.0))
+
+    def linear(prefix: str, n_in: int, n_out: int, std: float) -> None:
+        entries.append((f"{prefix}.weight", (n_in, n_out), True, std, 0.0))
+        if cfg.bias:
+            entries.append((f"{prefix}.bias", (n_out,), False, 0.0, 0.0))
+
+    for i in range(L):
+        norm(f"h.{i}.ln_1")
+        linear(f"h.{i}.attn.c_attn", C, 3 * C, 0.02)
+        linear(f"h.{i}.attn.c_proj", C, C, proj_std)
+        norm(f"h.{i}.ln_2")
+        linear(f"h.{i}.mlp.c_fc", C, 4 * C, 0.02)
+        linear(f"h.{i}.mlp.c_proj", 4 * C, C, proj_std)
+    norm("ln_f")
+
+    specs, offset = [], 0
+    for name, shape, decay, std, value in entries:
+        spec = ParamSpec(name, shape, offset, decay, std, value)
+        specs.append(spec)
+        offset += spec.numel
+    return specs
+
+
+def init_row(specs: Sequence[ParamSpec], seed: int) -> torch.Tensor:
+    """The initial flat weights of one run, drawn on the CPU from its own seed (so a run's init does not
+    depend on the device or on which group it trains in)."""
+    gen = torch.Generator().manual_seed(seed)
+    parts = []
+    for s in specs:
+        if s.init_std > 0:
+            parts.append(torch.randn(s.numel, generator=gen) * s.init_std)
+        else:
+            parts.append(torch.full((s.numel,), s.init_value))
+    return torch.cat(parts)
+
+
+class GPT:
+    """E runs of one shape. `params[name]` has shape (E, *spec.shape)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_members: int, device: torch.device | str = "cpu"):
+        if cfg.block_size < 1:
+            raise ValueError("block_size must be resolved (>= 1) before building the model")
+        self.cfg, self.vocab_size, self.n_members = cfg, vocab_size, n_members
+        self.specs = param_layout(cfg, vocab_size)
+        self.numel = sum(s.numel for s in self.specs)
+        self.flat = torch.zeros(n_members, self.numel, device=device)
+        self.grad = torch.zeros_like(self.flat)
+        self.params: dict[str, torch.Tensor] = {}
+        for s in self.specs:
+            p = self._view(self.flat, s).detach().requires_grad_(True)
+            p.grad = self._view(self.grad, s)
+            self.params[s.name] = p
+        decay = torch.zeros(self.numel, device=device)
+        for s in self.specs:
+            decay[s.offset : s.offset + s.numel] = float(s.decay)
+        self.decay_mask = decay[None, :]  # (1, N)
+        self.training = True
+
+    @staticmethod
+    def _view(buf: torch.Tensor, s: ParamSpec) -> torch.Tensor:
+        return buf[:, s.offset : s.offset + s.numel].view(buf.shape[0], *s.shape)
+
+    @property
+    def device(self) -> torch.device:
+        return self.flat.device
+
+    @torch.no_grad()
+    def init_from_seeds(self, seeds: Sequence[int]) -> None:
+        if len(seeds) != self.n_members:
+            raise ValueError(f"need {self.n_members} seeds, got {len(seeds)}")
+        for e, seed in enumerate(seeds):
+            self.flat[e].copy_(init_row(self.specs, seed))
+
+    def member_state(self, e: int) -> dict[str, torch.Tensor]:
+        """Weights of one run as independent CPU tensors, named as in nanoGPT (for safetensors)."""
+        return {s.name: self._view(self.flat, s)[e].detach().cpu().clone() for s in self.specs}
+
+    @torch.no_grad()
+    def load_member_state(self, e: int, state: dict[str, torch.Tensor]) -> None:
+        for s in self.specs:
+            t = state.get(s.name)
+            if t is None or tuple(t.shape) != s.shape:
+                got = None if t is None else tuple(t.shape)
+                raise ValueError(f"weights for {s.name}: expected shape {s.shape}, found {got}")
+            self._view(self.flat, s)[e].copy_(t)
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()  # never set to None: autograd must keep accumulating into the flat buffer
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        return forward(self.params, self.cfg, idx, dropout=self.cfg.dropout if self.training else 0.0)
+
+
+def _layer_norm(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    # per-run gains: normalise without affine, then scale/shift with (E, 1, 1, C) broadcasts
+    y = F.layer_norm(x, x.shape[-1:], eps=1e-5) * p[f"{prefix}.weight"][:, None, None, :]
+    bias = p.get(f"{prefix}.bias")
+    return y if bias is None else y + bias[:, None, None, :]
+
+
+def _linear(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    E, B, T, C = x.shape
+    w = p[f"{prefix}.weight"]  # (E, C_in, C_out)
+    b = p.get(f"{prefix}.bias")
+    x2 = x.reshape(E, B * T, C)
+    y = torch.bmm(x2, w) if b is None else torch.baddbmm(b[:, None, :], x2, w)
+    return y.view(E, B, T, w.shape[-1])
+
+
+def forward(p: dict[str, torch.Tensor], cfg: ModelConfig, idx: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+    """Token ids (E, B, T) -> logits (E, B, T, V)."""
+    E, B, T = idx.shape
+    if T > cfg.block_size:
+        raise ValueError(f"sequence of {T} tokens is longer than block_size {cfg.block_size}")
+    wte = p["wte"]  # (E, V, C)
+    V, C, H = wte.shape[1], cfg.n_embd, cfg.n_head
+    # embedding lookup of run e in its own table: offset ids into the (E*V, C) stack of tables
+    offsets = (torch.arange(E, device=idx.device) * V)[:, None, None]
+    x = F.embedding(idx + offsets, wte.reshape(E * V, C))  # (E, B, T, C)
+    x = x + p["wpe"][:, None, :T, :]
+    x = F.dropout(x, dropout, training=dropout > 0)
+    for i in range(cfg.n_layer):
+        h = f"h.{i}"
+        qkv = _linear(_layer_norm(x, p, f"{h}.ln_1"), p, f"{h}.attn.c_attn")  # (E, B, T, 3C)
+        q, k, v = (t.reshape(E * B, T, H, C // H).transpose(1, 2) for t in qkv.split(C, dim=-1))  # (EB, H, T, D)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout if dropout > 0 else 0.0, is_causal=True)
+        y = y.transpose(1, 2).reshape(E, B, T, C)
+        x = x + F.dropout(_linear(y, p, f"{h}.attn.c_proj"), dropout, training=dropout > 0)
+        m = F.gelu(_linear(_layer_norm(x, p, f"{h}.ln_2"), p, f"{h}.mlp.c_fc"))
+        x = x + F.dropout(_linear(m, p, f"{h}.mlp.c_proj"), dropout, training=dropout > 0)
+    x = _layer_norm(x, p, "ln_f")
+    logits = torch.bmm(x.reshape(E, B * T, C), wte.transpose(1, 2))  # tied output embedding
+    return logits.view(E, B, T, V)

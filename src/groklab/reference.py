@@ -1,0 +1,103 @@
+"""The plain baseline: a one-run nanoGPT-style GPT (nn.Linear, nn.LayerNorm, tied embedding) and its eager
+training step (`loss.backward()`, torch.optim.AdamW). Tests check the engine against it; benchmarks time it.
+
+Shape legend: B batch, T time, C channels, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from groklab.config import ModelConfig, OptimConfig
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C = cfg.n_embd
+        self.n_head = cfg.n_head
+        self.ln_1 = nn.LayerNorm(C, bias=cfg.bias)
+        self.c_attn = nn.Linear(C, 3 * C, bias=cfg.bias)
+        self.attn_proj = nn.Linear(C, C, bias=cfg.bias)
+        self.ln_2 = nn.LayerNorm(C, bias=cfg.bias)
+        self.c_fc = nn.Linear(C, 4 * C, bias=cfg.bias)
+        self.mlp_proj = nn.Linear(4 * C, C, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+        x = x + self.attn_proj(y)
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class ReferenceGPT(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith("proj.weight") else 0.02
+                nn.init.normal_(p, std=std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.T  # tied output embedding
+
+    # names as the group model stores them: linear weights there are (in, out)
+    _RENAME = {"attn_proj": "attn.c_proj", "c_attn": "attn.c_attn", "c_fc": "mlp.c_fc", "mlp_proj": "mlp.c_proj"}
+
+    def _their_name(self, name: str) -> str:
+        for ours, theirs in self._RENAME.items():
+            name = name.replace(f".{ours}.", f".{theirs}.")
+        return name.removesuffix(".weight") if name in ("wte.weight", "wpe.weight") else name
+
+    @torch.no_grad()
+    def load_group_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy one run's weights from GPT.member_state(e)."""
+        for name, p in self.named_parameters():
+            t = state[self._their_name(name)]
+            p.copy_(t.T if p.dim() == 2 and name.startswith("h.") else t)
+
+    def group_grads(self) -> dict[str, torch.Tensor]:
+        """This model's gradients, named and laid out as the group model's parameters."""
+        out = {}
+        for name, p in self.named_parameters():
+            g = p.grad
+            out[self._their_name(name)] = g.T if p.dim() == 2 and name.startswith("h.") else g
+        return out
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    """nanoGPT's grouping: weight decay on 2-D parameters, none on biases and LayerNorm."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused)
+
+
+def reference_step(model: ReferenceGPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                   grad_clip: float = 0.0) -> torch.Tensor:
+    """One eager nanoGPT-style step on a batch (B, T) with targets -1 where no loss is taken."""
+    logits = model(x)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-1)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.detach()

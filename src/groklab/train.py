@@ -1,0 +1,261 @@
+"""The training loop for a group of runs (one run is a group of one): log-spaced evaluation of every run on
+its full train/val/test splits, metrics as they come, checkpoints, exact resume, curves and a summary.
+
+Host syncs happen only at evaluation points, log lines and checkpoints; each is marked below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+import groklab
+from groklab import checkpoint as ckpt
+from groklab.config import ModelConfig, RunConfig
+from groklab.dataset import RunData, load_run_data
+from groklab.engine import Engine, Hyper, evaluate
+from groklab.errors import GroklabError
+from groklab.examples import stack
+from groklab.files import atomic_write, write_json
+from groklab.metrics import grokking_summary
+from groklab.model import GPT
+from groklab.plots import plot_curves
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CURVES_FILE = "curves.png"
+SPLITS = ("train", "val", "test")
+
+
+def eval_steps(max_steps: int, per_decade: int, interval: int = 0) -> list[int]:
+    """Log-spaced steps (per_decade a decade, from step 1), every `interval` steps if set, and the last step."""
+    points = {max_steps}
+    k = 0
+    while (s := round(10 ** (k / per_decade))) <= max_steps:
+        points.add(s)
+        k += 1
+    if interval:
+        points.update(range(interval, max_steps + 1, interval))
+    return sorted(points)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GroklabError("device: --device cuda was asked for, but this torch build sees no CUDA GPU")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@dataclass
+class Member:
+    """One run of the group: its config, directory, data and evaluation history."""
+
+    cfg: RunConfig
+    run_dir: Path
+    data: RunData
+    history: list[dict] = field(default_factory=list)
+
+
+def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
+    shapes = {(dataclasses.replace(m.cfg.model, block_size=m.data.block_size), m.data.tokenizer.vocab_size)
+              for m in members}
+    if len(shapes) != 1:
+        raise GroklabError(f"runs in one group must share the model shape and vocabulary size, got {shapes}")
+    loops = {(m.cfg.train.max_steps, m.cfg.train.eval_points_per_decade, m.cfg.train.eval_interval,
+              m.cfg.train.device) for m in members}
+    if len(loops) != 1:
+        raise GroklabError("runs in one group must share max_steps, the evaluation schedule and the device")
+    return shapes.pop()
+
+
+def _prepare_dirs(members: Sequence[Member], argv: list[str] | None, device: torch.device, E: int) -> None:
+    for m in members:
+        if (m.run_dir / ckpt.CONFIG_FILE).exists():
+            raise GroklabError(
+                f"{m.run_dir} already holds a run; use --resume to continue it, or choose another --out_dir"
+            )
+    for m in members:
+        m.run_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in m.data.files().items():
+            atomic_write(m.run_dir / "data" / name, text)
+        m.data.tokenizer.save(m.run_dir / "vocab.json")
+        write_json(m.run_dir / "meta.json", {
+            "groklab_version": groklab.__version__, "torch_version": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "group_size": E, "engine": "eager",
+        })
+        (m.run_dir / METRICS_FILE).unlink(missing_ok=True)
+        # config last: a directory with config.json is a run that can be resumed or sampled
+        write_json(m.run_dir / ckpt.CONFIG_FILE, {"config": m.cfg.to_dict(), "argv": argv})
+
+
+def _check_resumable(m: Member) -> None:
+    saved = RunConfig.from_dict(ckpt.read_json(m.run_dir / ckpt.CONFIG_FILE)["config"])
+    for section in ("data", "model", "optim"):
+        old, new = getattr(saved, section), getattr(m.cfg, section)
+        for f in dataclasses.fields(old):
+            if getattr(old, f.name) != getattr(new, f.name):
+                raise GroklabError(
+                    f"{m.run_dir}: cannot resume with {f.name}={getattr(new, f.name)!r}; the run was started "
+                    f"with {getattr(old, f.name)!r}"
+                )
+
+
+def _load_history(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= upto]
+
+
+def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step: int) -> None:
+    for e, m in enumerate(members):
+        weights = model.member_state(e)  # host sync: copies this run's rows to the CPU
+        ckpt.save_state(m.run_dir, weights, engine.member_state(e), step, {"group_size": len(members)})
+        ckpt.save_weights(m.run_dir, weights, step)
+        atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
+
+
+def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
+               log: Callable[[str], None] = print) -> list[dict]:
+    """Train these runs as one group and return their summaries (also written to each run's summary.json)."""
+    members = [Member(c, Path(c.train.out_dir), load_run_data(c.data, c.model)) for c in configs]
+    if len({m.run_dir.resolve() for m in members}) != len(members):
+        raise GroklabError("each run of a group needs its own out_dir")
+    mcfg, vocab = _group_shape(members)
+    tcfg = configs[0].train
+    device = resolve_device(tcfg.device)
+    E = len(members)
+
+    model = GPT(mcfg, vocab, E, device)
+    model.init_from_seeds([m.cfg.train.seed for m in members])
+    hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
+                        [m.cfg.train.batch_size for m in members], device)
+    train_x, train_y, train_n = stack([m.data.splits["train"] for m in members], mcfg.block_size)
+    engine = Engine(model, hyper, train_x, train_y, train_n)
+    eval_sets = {}
+    for split in SPLITS:
+        parts = [m.data.splits[split] for m in members]
+        if any(len(p) for p in parts):
+            x, y, n = stack(parts, mcfg.block_size)
+            eval_sets[split] = (x.to(device), y.to(device), n.to(device))
+
+    start = 0
+    if tcfg.resume:
+        for e, m in enumerate(members):
+            if not (m.run_dir / ckpt.STATE_FILE).exists():
+                raise GroklabError(f"{m.run_dir}: nothing to resume (no {ckpt.STATE_FILE}); start it without --resume")
+            _check_resumable(m)
+            weights, optim, meta = ckpt.load_state(m.run_dir)
+            model.load_member_state(e, weights)
+            engine.load_member_state(e, optim)
+            if e and meta["step"] != start:
+                raise GroklabError("runs of this group were saved at different steps; resume them separately")
+            start = meta["step"]
+            m.history = _load_history(m.run_dir / METRICS_FILE, start)
+            # evaluations after the checkpoint will be redone: drop them from the file now
+            atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
+        engine.step_count.fill_(start)
+        log(f"resuming {E} run(s) from step {start:,}")
+    else:
+        _prepare_dirs(members, argv, device, E)
+
+    if E == 1:
+        log("config: " + json.dumps(configs[0].to_dict(), sort_keys=True))
+    log(f"{E} run(s) · {model.numel:,} parameters each · vocab {vocab} · context {mcfg.block_size} · "
+        f"{len(members[0].data.splits['train']):,} train examples · device {device}")
+
+    schedule = [s for s in eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval) if s > start]
+    from tqdm import tqdm
+
+    bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
+               disable=None if tcfg.progress else True, file=sys.stderr)
+    t0 = time.time() - (members[0].history[-1]["elapsed_s"] if members[0].history else 0.0)
+    step = start
+    try:
+        for target in schedule:
+            while step < target:
+                loss = engine.step()
+                step += 1
+                bar.update(1)
+                if tcfg.log_interval and step % tcfg.log_interval == 0:
+                    log(f"step {step}: batch loss " + " ".join(f"{v:.4f}" for v in loss.tolist()))  # host sync
+                if step % tcfg.checkpoint_interval == 0 and step != target:
+                    _save_checkpoint(members, model, engine, step)
+            _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, log)
+            if step % tcfg.checkpoint_interval == 0 or step == tcfg.max_steps:
+                _save_checkpoint(members, model, engine, step)
+    except KeyboardInterrupt:
+        bar.close()
+        _save_checkpoint(members, model, engine, step)
+        raise GroklabError(f"interrupted at step {step:,}; state saved, continue with the same command and --resume")
+    bar.close()
+    return [_finish(m, device, time.time() - t0, log) for m in members]
+
+
+def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: int, elapsed: float, bar,
+                  log: Callable[[str], None]) -> None:
+    results = {split: evaluate(model, *tensors) for split, tensors in eval_sets.items()}
+    results = {s: (loss.tolist(), acc.tolist()) for s, (loss, acc) in results.items()}  # host sync
+    for e, m in enumerate(members):
+        row = {"step": step, "elapsed_s": round(elapsed, 3)}
+        for split in SPLITS:
+            has = split in results and len(m.data.splits[split]) > 0
+            row[f"{split}_loss"] = results[split][0][e] if has else None
+            row[f"{split}_acc"] = results[split][1][e] if has else None
+        m.history.append(row)
+        with open(m.run_dir / METRICS_FILE, "a") as f:  # append-only, one line an evaluation: crash-safe
+            f.write(json.dumps(row) + "\n")
+    val = [m.history[-1]["val_acc"] for m in members]
+    train = [m.history[-1]["train_acc"] for m in members]
+    if len(members) == 1:
+        r = members[0].history[-1]
+        bar.set_postfix(train_acc=f"{r['train_acc']:.3f}", val_acc=f"{r['val_acc']:.3f}", refresh=False)
+        test = "" if r["test_acc"] is None else f" | test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}"
+        line = (f"step {step}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
+                f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}{test}")
+    else:
+        line = (f"step {step}: train acc mean {sum(train) / len(train):.3f} | val acc mean {sum(val) / len(val):.3f}"
+                f" min {min(val):.3f} max {max(val):.3f}")
+        bar.set_postfix(val_acc_mean=f"{sum(val) / len(val):.3f}", refresh=False)
+    if bar.disable:
+        print(line, flush=True)
+    else:
+        bar.write(line, file=sys.stderr)
+
+
+def _finish(m: Member, device: torch.device, wall: float, log: Callable[[str], None]) -> dict:
+    summary = grokking_summary(m.history, m.cfg.train.grok_threshold)
+    summary.update({"run_dir": str(m.run_dir), "steps": m.history[-1]["step"] if m.history else 0,
+                    "wall_time_s": round(wall, 2), "device": str(device)})
+    write_json(m.run_dir / SUMMARY_FILE, summary)
+    if m.cfg.train.plot and m.history:
+        d = m.cfg.data
+        what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
+        title = (f"{what} · {m.cfg.model.n_layer} layer(s), d={m.cfg.model.n_embd} · batch {m.cfg.train.batch_size}"
+                 f" · lr {m.cfg.optim.learning_rate:g} · wd {m.cfg.optim.weight_decay:g} · seed {m.cfg.train.seed}")
+        plot_curves(m.history, m.run_dir / CURVES_FILE, title,
+                    {"memorised": summary["steps_to_memorise"], "grokked": summary["steps_to_grok"]})
+    return summary
