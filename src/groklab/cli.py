@@ -31,7 +31,7 @@ def _data_cmd(args: argparse.Namespace) -> int:
             raise GroklabError(f"--fractions: expected three numbers like 0.7,0.15,0.15, got {args.fractions!r}")
         if len(fractions) != 3:
             raise GroklabError(f"--fractions: expected three numbers (train,val,test), got {len(fractions)}")
-    spec = data.DatasetSpec(ops=(args.op,), p=args.p, num_samples=args.num_samples, fractions=fractions,
+    spec = data.DatasetSpec(ops=args.op, p=args.p, num_samples=args.num_samples, fractions=fractions,
                             seed=args.seed)
     splits = data.make_splits(spec)
     manifest = data.write_dataset(spec, splits, args.out)
@@ -101,8 +101,9 @@ def _sample_cmd(args: argparse.Namespace) -> int:
     prompts = prompts_from(args.prompts or []) + ([args.prompt] if args.prompt is not None else [])
     if not prompts:
         raise GroklabError("give --prompts \"30/74=\" (or --prompt TEXT, or --interactive)")
+    equations = run.cfg.data.text_file is None  # an equation ends at its newline token
     for prompt in prompts:
-        print(complete(run, prompt, args.max_new_tokens, args.temperature, top_k, gen))
+        print(complete(run, prompt, args.max_new_tokens, args.temperature, top_k, gen, equations).rstrip("\n"))
     return 0
 
 

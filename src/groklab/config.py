@@ -204,9 +204,12 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         """Replace fields by their flat name (e.g. seed=1, n_layer=3), whichever section holds them."""
         sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        per_section: dict[str, dict[str, Any]] = {}
         for name, value in changes.items():
             owner = next((s for s, obj in sections.items() if hasattr(obj, name)), None)
             if owner is None:
                 raise ConfigError(f"{name}: no such config field")
-            sections[owner] = dataclasses.replace(sections[owner], **{name: value})
+            per_section.setdefault(owner, {})[name] = value
+        for owner, fields in per_section.items():  # one replace a section: validated as a whole
+            sections[owner] = dataclasses.replace(sections[owner], **fields)
         return RunConfig(**sections)

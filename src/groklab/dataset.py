@@ -44,13 +44,13 @@ def _equation_lines(cfg: DataConfig) -> tuple[dict[str, list[str]], dict | None,
         assert cfg.prime is not None
         fractions = None
         if cfg.train_fraction is not None or cfg.val_fraction is not None:
-            default = data.DatasetSpec(ops=(cfg.operators,), p=cfg.prime, num_samples=cfg.num_samples)
+            default = data.DatasetSpec(ops=cfg.operators, p=cfg.prime, num_samples=cfg.num_samples)
             ft, fv, _ = default.resolved_fractions
             ft = cfg.train_fraction if cfg.train_fraction is not None else ft
             fv = cfg.val_fraction if cfg.val_fraction is not None else fv
             fractions = (ft, fv, round(1.0 - ft - fv, 12))
         spec = data.DatasetSpec(
-            ops=(cfg.operators,), p=cfg.prime, num_samples=cfg.num_samples, fractions=fractions, seed=cfg.data_seed
+            ops=cfg.operators, p=cfg.prime, num_samples=cfg.num_samples, fractions=fractions, seed=cfg.data_seed
         )
         splits = data.make_splits(spec)
         return splits, data.manifest_for(spec, splits), spec.ops, spec.p

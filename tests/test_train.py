@@ -1,0 +1,114 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from groklab import checkpoint as ckpt
+from groklab.errors import GroklabError
+from groklab.metrics import steps_to_stay_above
+from groklab.train import eval_steps, train_runs
+from tests.helpers import tiny_config
+
+
+def _quiet(_msg):
+    pass
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_eval_schedule_is_log_spaced_and_ends_at_last_step():
+    steps = eval_steps(1000, 4)
+    assert steps[0] == 1 and steps[-1] == 1000
+    assert steps == sorted(set(steps))
+    assert {10, 100, 1000} <= set(steps) and len(steps) <= 13
+    assert set(range(250, 1001, 250)) <= set(eval_steps(1000, 4, interval=250))
+
+
+def test_steps_to_grok_needs_val_to_stay_above():
+    assert steps_to_stay_above([1, 2, 3, 4], [0.1, 0.995, 0.5, 0.999], 0.99) == 4
+    assert steps_to_stay_above([1, 2, 3], [0.995, 0.999, 1.0], 0.99) == 1
+    assert steps_to_stay_above([1, 2], [0.1, 0.2], 0.99) is None
+
+
+def test_run_directory_has_everything(tmp_path):
+    cfg = tiny_config(tmp_path / "run", plot=True)
+    [summary] = train_runs([cfg], argv=["groklab", "train"], log=_quiet)
+    run = tmp_path / "run"
+    for name in ("config.json", "meta.json", "vocab.json", "metrics.jsonl", "model.safetensors",
+                 "state.safetensors", "summary.json", "curves.png", "data/train.txt", "data/val.txt",
+                 "data/test.txt", "data/manifest.json"):
+        assert (run / name).is_file(), name
+    rows = _metrics(run)
+    assert [r["step"] for r in rows] == eval_steps(12, 3)
+    assert all(0 <= r["val_acc"] <= 1 and r["train_loss"] > 0 for r in rows)
+    assert summary["steps"] == 12 and "steps_to_grok" in summary
+    assert json.loads((run / "config.json").read_text())["argv"] == ["groklab", "train"]
+    weights = load_file(run / "model.safetensors")
+    assert "h.0.attn.c_attn.weight" in weights
+
+
+def test_resume_is_exact(tmp_path):
+    """12 steps straight == 5 steps, a restart, then the rest: same weights and metrics, bit for bit."""
+    straight = tiny_config(tmp_path / "a")
+    train_runs([straight], log=_quiet)
+    first = tiny_config(tmp_path / "b", max_steps=5)
+    train_runs([first], log=_quiet)
+    train_runs([tiny_config(tmp_path / "b", resume=True)], log=_quiet)
+    a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
+    assert strip(_metrics(tmp_path / "a")) == strip(_metrics(tmp_path / "b"))
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
+    cfg = tiny_config(tmp_path / "run", max_steps=2)
+    train_runs([cfg], log=_quiet)
+    with pytest.raises(GroklabError, match="already holds a run"):
+        train_runs([cfg], log=_quiet)
+    with pytest.raises(GroklabError, match="nothing to resume"):
+        train_runs([tiny_config(tmp_path / "new", resume=True)], log=_quiet)
+    with pytest.raises(GroklabError, match="cannot resume with weight_decay"):
+        train_runs([tiny_config(tmp_path / "run", resume=True, weight_decay=0.5)], log=_quiet)
+
+
+def test_seeds_in_a_group_equal_separate_runs(tmp_path):
+    alone = [tiny_config(tmp_path / f"alone{s}", seed=s) for s in (1, 2)]
+    for c in alone:
+        train_runs([c], log=_quiet)
+    group = [tiny_config(tmp_path / f"group{s}", seed=s) for s in (1, 2)]
+    train_runs(group, log=_quiet)
+    for s in (1, 2):
+        a = load_file(tmp_path / f"alone{s}/model.safetensors")
+        g = load_file(tmp_path / f"group{s}/model.safetensors")
+        for k in a:
+            torch.testing.assert_close(a[k], g[k], rtol=1e-5, atol=1e-6)
+        va = [r["val_loss"] for r in _metrics(tmp_path / f"alone{s}")]
+        vg = [r["val_loss"] for r in _metrics(tmp_path / f"group{s}")]
+        assert va == pytest.approx(vg, rel=1e-5)
+
+
+def test_memorises_seed_003_sanity_text(tmp_path):
+    """Seed 003's sanity run: a 1-layer model memorises 'I love machine learning' (loss on every token)."""
+    text = tmp_path / "textfile.txt"
+    text.write_text("I love machine learning")
+    cfg = tiny_config(tmp_path / "ckpt", operators=None, prime=None, train_fraction=None, val_fraction=None,
+                      text_file=str(text), block_size=16, batch_size=1, max_steps=400, learning_rate=1e-2,
+                      checkpoint_interval=1000)
+    train_runs([cfg], log=_quiet)
+    from groklab.sample import complete, load_run
+
+    run = load_run(tmp_path / "ckpt" / "model.pt")  # seed 003's spelling: a file inside the run directory
+    assert complete(run, "I", 22, temperature=0, top_k=None, generator=None) == "I love machine learning"
+
+
+def test_checkpoint_files_are_safetensors_with_format(tmp_path):
+    train_runs([tiny_config(tmp_path / "run", max_steps=3)], log=_quiet)
+    weights, meta = ckpt.load_weights(tmp_path / "run/model.safetensors")
+    assert meta["step"] == 3
+    _, optim, state_meta = ckpt.load_state(tmp_path / "run")
+    assert set(optim) == {"exp_avg", "exp_avg_sq"} and state_meta["step"] == 3
