@@ -13,12 +13,13 @@ host round-trip is needed to make a batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from groklab.config import OptimConfig
+from groklab.examples import Stacked
 from groklab.model import GPT
 
 _MASK32 = 0xFFFFFFFF
@@ -82,42 +83,76 @@ class Hyper:
         )
 
 
+OptimizerPath = Literal["auto", "fused", "tensor"]
+
+
 class Engine:
-    """Trains the E runs of `model` on their stacked train splits."""
+    """Trains the E runs of `model` on their stacked train splits.
+
+    Two AdamW paths compute the same update (a test holds them together):
+    - "fused": torch.optim.AdamW(fused=True) with one parameter group per run and region (decayed prefix,
+      rest), each with the run's own lr/betas/decay. One kernel per group: the fastest for a few runs, and
+      on the CPU the same kernel as a plain nanoGPT loop.
+    - "tensor": the update written as ~15 ops over the whole (E, N) buffers with (E, 1) hyperparameters:
+      a constant number of kernels whatever E, for large groups on a GPU.
+    """
 
     def __init__(
         self,
         model: GPT,
         hyper: Hyper,
-        train_inputs: torch.Tensor,
-        train_targets: torch.Tensor,
-        train_counts: torch.Tensor,
+        train: Stacked,
+        optimizer: OptimizerPath = "auto",
     ):
         dev = model.device
         self.model, self.hyper = model, hyper
-        self.inputs, self.targets = train_inputs.to(dev), train_targets.to(dev)  # (E, Nmax, T)
-        self.counts = train_counts.to(dev)  # (E,)
-        self.exp_avg = torch.zeros_like(model.flat)
-        self.exp_avg_sq = torch.zeros_like(model.flat)
+        self.train = train.to(dev)
         self.step_count = torch.zeros((), dtype=torch.long, device=dev)  # optimizer steps taken so far
+        self.steps_taken = 0  # the same count on the host, for the warm-up schedule of the fused path
         self.max_batch = int(hyper.batch_sizes.max())
         # slots past a run's own batch size are masked out of its loss (runs of several batch sizes share a group)
         self.slot_valid = torch.arange(self.max_batch, device=dev)[None, :] < hyper.batch_sizes[:, None]
+        self.clip = bool((hyper.grad_clip > 0).any())
+        E = model.n_members
+        if optimizer == "auto":
+            optimizer = "fused" if dev.type == "cpu" or E <= 8 else "tensor"
+        self.optimizer_path = optimizer
+        if optimizer == "fused":
+            self._build_fused()
+        else:
+            self.exp_avg = torch.zeros_like(model.flat)
+            self.exp_avg_sq = torch.zeros_like(model.flat)
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The inputs and targets (E, B, T) of the next step."""
-        idx = batch_indices(self.hyper.seeds, self.step_count, self.max_batch, self.counts)  # (E, B)
-        T = self.inputs.shape[-1]
-        gather = idx[..., None].expand(-1, -1, T)
-        x = torch.gather(self.inputs, 1, gather)
-        y = torch.gather(self.targets, 1, gather)
-        return x, torch.where(self.slot_valid[..., None], y, -1)
+    def _build_fused(self) -> None:
+        m, h, D = self.model, self.hyper, self.model.n_decay
+        groups, self._slices = [], []
+        for e in range(m.n_members):
+            for lo, hi, decays in ((0, D, True), (D, m.numel, False)):
+                if hi <= lo:
+                    continue
+                p = m.flat[e, lo:hi].detach()  # a contiguous leaf view of run e's region
+                p.grad = m.grad[e, lo:hi]
+                groups.append({"params": [p], "lr": float(h.lr[e]), "betas": (float(h.beta1[e]), float(h.beta2[e])),
+                               "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays else 0.0,
+                               "run": e})
+                self._slices.append((e, lo, hi, p))
+        self._opt = torch.optim.AdamW(groups, fused=True)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Inputs (E, B, T), loss positions (E, B, K) or None, and answers (E, B, K) of the next step."""
+        tr = self.train
+        idx = batch_indices(self.hyper.seeds, self.step_count, self.max_batch, tr.counts)[..., None]  # (E, B, 1)
+        x = torch.gather(tr.inputs, 1, idx.expand(-1, -1, tr.inputs.shape[-1]))
+        rows = idx.expand(-1, -1, tr.answers.shape[-1])
+        pos = None if tr.positions is None else torch.gather(tr.positions, 1, rows)
+        y = torch.gather(tr.answers, 1, rows)
+        return x, pos, torch.where(self.slot_valid[..., None], y, -1)
 
     def step(self) -> torch.Tensor:
         """One optimizer step for every run; returns each run's batch loss (E,), still on the device."""
-        x, y = self.batch()
+        x, pos, y = self.batch()
         self.model.zero_grad()
-        total, count = member_losses(self.model(x), y)
+        total, count = member_losses(self.model(x, pos), y)
         loss = total / count.clamp(min=1)
         loss.sum().backward()  # runs share no weights, so each row of the gradient is that run's own
         self._adamw()
@@ -126,11 +161,19 @@ class Engine:
     @torch.no_grad()
     def _adamw(self) -> None:
         h, flat, grad = self.hyper, self.model.flat, self.model.grad
-        # per-run clipping, as torch.nn.utils.clip_grad_norm_ over that run's parameters
-        norm = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
-        coef = torch.where(h.grad_clip > 0, (h.grad_clip / (norm + 1e-6)).clamp(max=1.0), 1.0)
-        grad.mul_(coef)
+        if self.clip:  # per-run clipping, as torch.nn.utils.clip_grad_norm_ over that run's parameters
+            norm = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
+            grad.mul_(torch.where(h.grad_clip > 0, (h.grad_clip / (norm + 1e-6)).clamp(max=1.0), 1.0))
         self.step_count += 1
+        self.steps_taken += 1
+        if self.optimizer_path == "fused":
+            t = self.steps_taken
+            for g in self._opt.param_groups:
+                e = g["run"]
+                warm = float(h.warmup[e])
+                g["lr"] = float(h.lr[e]) * min(1.0, t / max(warm, 1.0))
+            self._opt.step()
+            return
         t = self.step_count.to(flat.dtype)
         lr = h.lr * torch.clamp(t / h.warmup.clamp(min=1), max=1.0)  # linear warm-up, then constant
         # the same order of operations as torch.optim.AdamW's single-tensor path
@@ -142,51 +185,70 @@ class Engine:
         denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(h.eps)
         flat.sub_((lr / bias_correction1) * self.exp_avg / denom)
 
+    def _moment(self, e: int, name: str) -> torch.Tensor:
+        if self.optimizer_path == "tensor":
+            return getattr(self, name)[e]
+        parts = []
+        for run, lo, hi, p in self._slices:
+            if run == e:
+                state = self._opt.state[p]
+                parts.append(state[name] if state else torch.zeros(hi - lo, device=p.device))
+        return torch.cat(parts)
+
     def member_state(self, e: int) -> dict[str, torch.Tensor]:
-        """Optimizer state of one run (CPU tensors) for its checkpoint."""
-        return {
-            "exp_avg": self.exp_avg[e].detach().cpu().clone(),
-            "exp_avg_sq": self.exp_avg_sq[e].detach().cpu().clone(),
-        }
+        """Optimizer state of one run (CPU tensors) for its checkpoint; the same for either path."""
+        return {name: self._moment(e, name).detach().cpu().clone() for name in ("exp_avg", "exp_avg_sq")}
 
     @torch.no_grad()
-    def load_member_state(self, e: int, state: dict[str, torch.Tensor]) -> None:
-        for name, buf in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
+    def load_member_state(self, e: int, state: dict[str, torch.Tensor], step: int) -> None:
+        """Restore run e's Adam moments, taken after `step` optimizer steps."""
+        for name in ("exp_avg", "exp_avg_sq"):
             t = state[name]
-            if t.shape != buf[e].shape:
-                raise ValueError(f"{name}: expected {tuple(buf[e].shape)} values, found {tuple(t.shape)}")
-            buf[e].copy_(t)
+            if t.shape != (self.model.numel,):
+                raise ValueError(f"{name}: expected {self.model.numel} values, found {tuple(t.shape)}")
+            if self.optimizer_path == "tensor":
+                getattr(self, name)[e].copy_(t)
+                continue
+            for run, lo, hi, p in self._slices:
+                if run == e:
+                    st = self._opt.state[p]
+                    if not st:
+                        st["step"] = torch.tensor(float(step), dtype=torch.float32, device=p.device)
+                        st["exp_avg"] = torch.zeros_like(p)
+                        st["exp_avg_sq"] = torch.zeros_like(p)
+                    st["step"].fill_(float(step))
+                    st[name].copy_(t[lo:hi])
+        self.step_count.fill_(step)
+        self.steps_taken = step
 
 
 @torch.no_grad()
-def evaluate(
-    model: GPT, inputs: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor, max_tokens: int = 1 << 17
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean token loss and exact-match accuracy (every target token right) of each run on its whole split.
+def evaluate(model: GPT, split: Stacked, max_tokens: int = 1 << 17) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean answer-token loss and exact-match accuracy (every answer token right) of each run on its whole
+    split -> (loss (E,), accuracy (E,)), on the device.
 
-    inputs/targets (E, Nmax, T), counts (E,) -> (loss (E,), accuracy (E,)), on the device. Teacher-forced
-    argmax over the answer equals greedy generation of it exactly when every answer token is right, so this
-    is the exact match of greedy decoding in one forward pass.
+    Teacher-forced argmax over the answer equals greedy generation of it exactly when every answer token is
+    right, so this is the exact match of greedy decoding, in one forward pass.
     """
     was_training = model.training
     model.training = False
     dev = model.device
-    inputs, targets, counts = inputs.to(dev), targets.to(dev), counts.to(dev)
-    E, n_max, T = inputs.shape
+    split = split.to(dev)
+    E, n_max, T = split.inputs.shape
     chunk = max(1, max_tokens // max(E * T, 1))
     loss_sum = torch.zeros(E, device=dev)
     tokens = torch.zeros(E, device=dev)
     correct = torch.zeros(E, device=dev)
     for start in range(0, n_max, chunk):
-        x, y = inputs[:, start : start + chunk], targets[:, start : start + chunk]
+        x, y = split.inputs[:, start : start + chunk], split.answers[:, start : start + chunk]
+        pos = None if split.positions is None else split.positions[:, start : start + chunk]
         rows = torch.arange(start, start + x.shape[1], device=dev)
-        real = rows[None, :] < counts[:, None]  # (E, b): padding rows of shorter splits do not count
+        real = rows[None, :] < split.counts[:, None]  # (E, b): padding rows of shorter splits do not count
         y = torch.where(real[..., None], y, -1)
-        logits = model(x)
+        logits = model(x, pos)
         s, c = member_losses(logits, y)
         loss_sum += s
         tokens += c
-        right = ((logits.argmax(-1) == y) | (y < 0)).all(-1) & real
-        correct += right.sum(1)
+        correct += (((logits.argmax(-1) == y) | (y < 0)).all(-1) & real).sum(1)
     model.training = was_training
-    return loss_sum / tokens.clamp(min=1), correct / counts.clamp(min=1)
+    return loss_sum / tokens.clamp(min=1), correct / split.counts.clamp(min=1)

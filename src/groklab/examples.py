@@ -21,10 +21,22 @@ EOL = "\n"  # every equation ends with a newline token: the model must also lear
 
 @dataclass(frozen=True)
 class Examples:
-    """One split of one run: inputs (N, T) and targets (N, T), int64, targets -1 where there is no loss."""
+    """One split of one run: inputs (N, T) and targets (N, T), int64, targets -1 where there is no loss.
+
+    `positions` (N, K) lists each example's loss positions (K = the most any example has) and `answers`
+    (N, K) the targets there, -1 in padding slots: the model then computes logits only where they count.
+    """
 
     inputs: torch.Tensor
     targets: torch.Tensor
+
+    @property
+    def positions(self) -> torch.Tensor:
+        return _loss_positions(self.targets)[0]
+
+    @property
+    def answers(self) -> torch.Tensor:
+        return _loss_positions(self.targets)[1]
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -32,6 +44,15 @@ class Examples:
     @property
     def seq_len(self) -> int:
         return self.inputs.shape[1]
+
+
+def _loss_positions(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """targets (N, T) -> (positions (N, K), answers (N, K)): loss positions first, in order."""
+    scored = targets >= 0
+    K = max(int(scored.sum(1).max()) if len(targets) else 1, 1)
+    order = torch.argsort((~scored).to(torch.int8), dim=1, stable=True)[:, :K]
+    answers = torch.where(scored.gather(1, order), targets.gather(1, order), -1)
+    return order, answers
 
 
 def _loss_start(ids: list[int], eq_id: int | None, loss_on: str, mask_first_n: int | None) -> int:
@@ -97,16 +118,37 @@ def encode_text(
     return _pack(rows, window - 1, where)
 
 
-def stack(members: Sequence[Examples], seq_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-run splits -> (inputs (E, Nmax, T), targets (E, Nmax, T), counts (E,)); rows past a run's own
-    count are padding that is never sampled and never scored."""
+@dataclass(frozen=True)
+class Stacked:
+    """Splits of E runs on one device-ready footing: rows past a run's own count are padding, never sampled
+    and never scored. When every position is scored (K == T), `positions` is None: the full forward."""
+
+    inputs: torch.Tensor  # (E, Nmax, T)
+    positions: torch.Tensor | None  # (E, Nmax, K)
+    answers: torch.Tensor  # (E, Nmax, K): targets at those positions, -1 = no loss
+    counts: torch.Tensor  # (E,)
+
+    def to(self, device: torch.device | str) -> "Stacked":
+        pos = None if self.positions is None else self.positions.to(device)
+        return Stacked(self.inputs.to(device), pos, self.answers.to(device), self.counts.to(device))
+
+
+def stack(members: Sequence[Examples], seq_len: int | None = None) -> Stacked:
+    """Per-run splits -> one Stacked group, padded to the longest split, sequence and answer."""
     T = seq_len or max(m.seq_len for m in members)
     n_max = max(max(len(m) for m in members), 1)
     E = len(members)
+    pos_ans = [_loss_positions(m.targets) for m in members]
+    K = max(a.shape[1] for _, a in pos_ans)
     inputs = torch.zeros(E, n_max, T, dtype=torch.long)
-    targets = torch.full((E, n_max, T), -1, dtype=torch.long)
-    for e, m in enumerate(members):
+    positions = torch.zeros(E, n_max, K, dtype=torch.long)
+    answers = torch.full((E, n_max, K), -1, dtype=torch.long)
+    for e, (m, (pos, ans)) in enumerate(zip(members, pos_ans)):
         inputs[e, : len(m), : m.seq_len] = m.inputs
-        targets[e, : len(m), : m.seq_len] = m.targets
+        positions[e, : len(m), : pos.shape[1]] = pos
+        answers[e, : len(m), : ans.shape[1]] = ans
     counts = torch.tensor([len(m) for m in members], dtype=torch.long)
-    return inputs, targets, counts
+    full = K == T and all(bool((a >= 0).all()) for _, a in pos_ans)
+    if full:  # every position scored: no selection, the answers are the targets in order
+        return Stacked(inputs, None, answers, counts)
+    return Stacked(inputs, positions, answers, counts)

@@ -73,6 +73,9 @@ def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
     norm("ln_f")
 
     specs, offset = [], 0
+    # decayed weights first: each run's row is then two contiguous slices, [0, D) with weight decay and
+    # [D, N) without, which a fused optimizer takes as two tensors
+    entries.sort(key=lambda e: not e[2])
     for name, shape, decay, std, value in entries:
         spec = ParamSpec(name, shape, offset, decay, std, value)
         specs.append(spec)
@@ -109,9 +112,9 @@ class GPT:
             p = self._view(self.flat, s).detach().requires_grad_(True)
             p.grad = self._view(self.grad, s)
             self.params[s.name] = p
+        self.n_decay = sum(s.numel for s in self.specs if s.decay)  # D: the decayed prefix of each row
         decay = torch.zeros(self.numel, device=device)
-        for s in self.specs:
-            decay[s.offset : s.offset + s.numel] = float(s.decay)
+        decay[: self.n_decay] = 1.0
         self.decay_mask = decay[None, :]  # (1, N)
         self.training = True
 
@@ -146,14 +149,17 @@ class GPT:
     def zero_grad(self) -> None:
         self.grad.zero_()  # never set to None: autograd must keep accumulating into the flat buffer
 
-    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
-        return forward(self.params, self.cfg, idx, dropout=self.cfg.dropout if self.training else 0.0)
+    def __call__(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        dropout = self.cfg.dropout if self.training else 0.0
+        return forward(self.params, self.cfg, idx, dropout=dropout, positions=positions)
 
 
 def _layer_norm(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    weight, bias = p[f"{prefix}.weight"], p.get(f"{prefix}.bias")
+    if x.shape[0] == 1:  # one run: the fused affine kernel (one pass forward and backward)
+        return F.layer_norm(x, x.shape[-1:], weight[0], None if bias is None else bias[0], eps=1e-5)
     # per-run gains: normalise without affine, then scale/shift with (E, 1, 1, C) broadcasts
-    y = F.layer_norm(x, x.shape[-1:], eps=1e-5) * p[f"{prefix}.weight"][:, None, None, :]
-    bias = p.get(f"{prefix}.bias")
+    y = F.layer_norm(x, x.shape[-1:], eps=1e-5) * weight[:, None, None, :]
     return y if bias is None else y + bias[:, None, None, :]
 
 
@@ -166,8 +172,24 @@ def _linear(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.T
     return y.view(E, B, T, w.shape[-1])
 
 
-def forward(p: dict[str, torch.Tensor], cfg: ModelConfig, idx: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
-    """Token ids (E, B, T) -> logits (E, B, T, V)."""
+def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x (E, B, T, C), positions (E, B, K) -> x at those positions (E, B, K, C)."""
+    return torch.gather(x, 2, positions[..., None].expand(-1, -1, -1, x.shape[-1]))
+
+
+def forward(
+    p: dict[str, torch.Tensor],
+    cfg: ModelConfig,
+    idx: torch.Tensor,
+    dropout: float = 0.0,
+    positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Token ids (E, B, T) -> logits (E, B, T, V), or (E, B, K, V) at `positions` (E, B, K) only.
+
+    With positions, the last block computes queries, the attention projection, the MLP, the final norm and
+    the head only where logits are wanted (keys and values still cover every position): the same logits
+    there, and for a loss on the answer only (3 of 8 positions in char-level division) far less work.
+    """
     E, B, T = idx.shape
     if T > cfg.block_size:
         raise ValueError(f"sequence of {T} tokens is longer than block_size {cfg.block_size}")
@@ -178,15 +200,26 @@ def forward(p: dict[str, torch.Tensor], cfg: ModelConfig, idx: torch.Tensor, dro
     x = F.embedding(idx + offsets, wte.reshape(E * V, C))  # (E, B, T, C)
     x = x + p["wpe"][:, None, :T, :]
     x = F.dropout(x, dropout, training=dropout > 0)
+    drop = dropout if dropout > 0 else 0.0
     for i in range(cfg.n_layer):
         h = f"h.{i}"
+        select = positions is not None and i == cfg.n_layer - 1
         qkv = _linear(_layer_norm(x, p, f"{h}.ln_1"), p, f"{h}.attn.c_attn")  # (E, B, T, 3C)
-        q, k, v = (t.reshape(E * B, T, H, C // H).transpose(1, 2) for t in qkv.split(C, dim=-1))  # (EB, H, T, D)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout if dropout > 0 else 0.0, is_causal=True)
-        y = y.transpose(1, 2).reshape(E, B, T, C)
+        q, k, v = qkv.split(C, dim=-1)
+        if select:
+            q, x = _gather_positions(q, positions), _gather_positions(x, positions)  # (E, B, K, C)
+        Tq = q.shape[2]
+        q, k, v = (t.reshape(E * B, t.shape[2], H, C // H).transpose(1, 2) for t in (q, k, v))  # (EB, H, T, D)
+        if select:
+            allowed = torch.arange(T, device=idx.device) <= positions[..., None]  # (E, B, K, T): causal
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed.reshape(E * B, 1, Tq, T), dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        y = y.transpose(1, 2).reshape(E, B, Tq, C)
         x = x + F.dropout(_linear(y, p, f"{h}.attn.c_proj"), dropout, training=dropout > 0)
         m = F.gelu(_linear(_layer_norm(x, p, f"{h}.ln_2"), p, f"{h}.mlp.c_fc"))
         x = x + F.dropout(_linear(m, p, f"{h}.mlp.c_proj"), dropout, training=dropout > 0)
     x = _layer_norm(x, p, "ln_f")
-    logits = torch.bmm(x.reshape(E, B * T, C), wte.transpose(1, 2))  # tied output embedding
-    return logits.view(E, B, T, V)
+    Tx = x.shape[2]
+    logits = torch.bmm(x.reshape(E, B * Tx, C), wte.transpose(1, 2))  # tied output embedding
+    return logits.view(E, B, Tx, V)

@@ -129,8 +129,7 @@ def evaluate_split(run: LoadedRun, split: str) -> dict:
     examples = data.splits.get(split)
     if examples is None or len(examples) == 0:
         raise GroklabError(f"{run.run_dir}: the run has no {split!r} split")
-    x, y, n = stack([examples], mcfg.block_size)
-    loss, acc = evaluate(run.model, x, y, n)
+    loss, acc = evaluate(run.model, stack([examples], mcfg.block_size))
     return {"split": split, "examples": len(examples), "accuracy": float(acc[0]), "loss": float(loss[0]),
             "step": run.step, "run_dir": str(run.run_dir)}
 

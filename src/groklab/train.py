@@ -153,14 +153,12 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     model.init_from_seeds([m.cfg.train.seed for m in members])
     hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
                         [m.cfg.train.batch_size for m in members], device)
-    train_x, train_y, train_n = stack([m.data.splits["train"] for m in members], mcfg.block_size)
-    engine = Engine(model, hyper, train_x, train_y, train_n)
+    engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size))
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.splits[split] for m in members]
         if any(len(p) for p in parts):
-            x, y, n = stack(parts, mcfg.block_size)
-            eval_sets[split] = (x.to(device), y.to(device), n.to(device))
+            eval_sets[split] = stack(parts, mcfg.block_size).to(device)
 
     start = 0
     if tcfg.resume:
@@ -170,14 +168,13 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
             _check_resumable(m)
             weights, optim, meta = ckpt.load_state(m.run_dir)
             model.load_member_state(e, weights)
-            engine.load_member_state(e, optim)
+            engine.load_member_state(e, optim, meta["step"])
             if e and meta["step"] != start:
                 raise GroklabError("runs of this group were saved at different steps; resume them separately")
             start = meta["step"]
             m.history = _load_history(m.run_dir / METRICS_FILE, start)
             # evaluations after the checkpoint will be redone: drop them from the file now
             atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
-        engine.step_count.fill_(start)
         log(f"resuming {E} run(s) from step {start:,}")
     else:
         _prepare_dirs(members, argv, device, E)
@@ -217,7 +214,7 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
 
 def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: int, elapsed: float, bar,
                   log: Callable[[str], None]) -> None:
-    results = {split: evaluate(model, *tensors) for split, tensors in eval_sets.items()}
+    results = {split: evaluate(model, stacked) for split, stacked in eval_sets.items()}
     results = {s: (loss.tolist(), acc.tolist()) for s, (loss, acc) in results.items()}  # host sync
     for e, m in enumerate(members):
         row = {"step": step, "elapsed_s": round(elapsed, 3)}
