@@ -112,3 +112,17 @@ def test_checkpoint_files_are_safetensors_with_format(tmp_path):
     assert meta["step"] == 3
     _, optim, state_meta = ckpt.load_state(tmp_path / "run")
     assert set(optim) == {"exp_avg", "exp_avg_sq"} and state_meta["step"] == 3
+
+
+def test_early_stop_once_grokked_for_k_evaluations(tmp_path, monkeypatch):
+    """A run whose val accuracy is >= threshold stops after exactly k evaluations (evaluation is stubbed
+    to report perfect accuracy; the loop, checkpoint and summary are real)."""
+    import groklab.train as train_mod
+
+    real = train_mod.evaluate
+    monkeypatch.setattr(train_mod, "evaluate", lambda model, split: (real(model, split)[0], torch.ones(1)))
+    cfg = tiny_config(tmp_path / "run", max_steps=1000, early_stop_evals=3)
+    [summary] = train_runs([cfg], log=_quiet)
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == eval_steps(1000, 3)[:3]
+    assert summary["steps"] == eval_steps(1000, 3)[2]
+    assert ckpt.load_state(tmp_path / "run")[2]["step"] == summary["steps"]

@@ -153,6 +153,9 @@ class TrainConfig:
     log_interval: int = field(default=0, metadata=doc("print the batch loss every N steps; 0 = only at evals"))
     checkpoint_interval: int = field(default=1000, metadata=doc("save the loop state every N steps (and at the end)"))
     grok_threshold: float = field(default=0.99, metadata=doc("val accuracy that counts as grokked (steps_to_grok)"))
+    early_stop_evals: int = field(
+        default=0, metadata=doc("stop once val accuracy has stayed >= grok_threshold for this many evaluations; 0 = off")
+    )
     device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'"))
     resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint"))
     progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)"))
@@ -170,6 +173,7 @@ class TrainConfig:
         _require(self.log_interval >= 0, "log_interval", f"must be >= 0, got {self.log_interval}")
         _require(self.checkpoint_interval >= 1, "checkpoint_interval", f"must be >= 1, got {self.checkpoint_interval}")
         _require(0 < self.grok_threshold <= 1, "grok_threshold", f"must be in (0, 1], got {self.grok_threshold}")
+        _require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
         _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 

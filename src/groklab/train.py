@@ -202,14 +202,26 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                 if step % tcfg.checkpoint_interval == 0 and step != target:
                     _save_checkpoint(members, model, engine, step)
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, log)
-            if step % tcfg.checkpoint_interval == 0 or step == tcfg.max_steps:
+            done = _confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold)
+            if step % tcfg.checkpoint_interval == 0 or step == tcfg.max_steps or done:
                 _save_checkpoint(members, model, engine, step)
+            if done:
+                log(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
+                    f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
+                break
     except KeyboardInterrupt:
         bar.close()
         _save_checkpoint(members, model, engine, step)
         raise GroklabError(f"interrupted at step {step:,}; state saved, continue with the same command and --resume")
     bar.close()
     return [_finish(m, device, time.time() - t0, log) for m in members]
+
+
+def _confirmed_grokked(members: Sequence[Member], k: int, threshold: float) -> bool:
+    """Early stop: every run's last k evaluations all have val accuracy >= threshold."""
+    if k <= 0:
+        return False
+    return all(len(m.history) >= k and all(h["val_acc"] >= threshold for h in m.history[-k:]) for m in members)
 
 
 def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: int, elapsed: float, bar,
