@@ -57,7 +57,7 @@ def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
 
 
 def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -> int:
-    from groklab.train import train_runs
+    from groklab.groups import train_many
 
     cfg = _positional_source(getattr(args, "path", None), config_from_args(args, base))
     if not cfg.data.has_source:
@@ -72,7 +72,7 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
             raise GroklabError("--seeds: each seed once")
         out = Path(cfg.train.out_dir)
         configs = [cfg.replace(seed=s, out_dir=str(out / f"seed{s}")) for s in seeds]
-    summaries = train_runs(configs, argv=["groklab", *argv])
+    summaries = train_many(configs, argv=["groklab", *argv])
     for s in summaries:
         grok = s["steps_to_grok"]
         status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None

@@ -157,6 +157,7 @@ class TrainConfig:
         default=0, metadata=doc("stop once val accuracy has stayed >= grok_threshold for this many evaluations; 0 = off")
     )
     device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'"))
+    cuda_graph: bool = field(default=True, metadata=doc("on a GPU, run each training step as one captured CUDA graph"))
     resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint"))
     progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)"))
     plot: bool = field(default=True, metadata=doc("write curves.png at the end"))

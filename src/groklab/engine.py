@@ -113,9 +113,11 @@ class Engine:
         # slots past a run's own batch size are masked out of its loss (runs of several batch sizes share a group)
         self.slot_valid = torch.arange(self.max_batch, device=dev)[None, :] < hyper.batch_sizes[:, None]
         self.clip = bool((hyper.grad_clip > 0).any())
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_loss = torch.zeros(0)
         E = model.n_members
-        if optimizer == "auto":
-            optimizer = "fused" if dev.type == "cpu" or E <= 8 else "tensor"
+        if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
+            optimizer = "fused" if dev.type == "cpu" else "tensor"
         self.optimizer_path = optimizer
         if optimizer == "fused":
             self._build_fused()
@@ -149,7 +151,50 @@ class Engine:
         return x, pos, torch.where(self.slot_valid[..., None], y, -1)
 
     def step(self) -> torch.Tensor:
-        """One optimizer step for every run; returns each run's batch loss (E,), still on the device."""
+        """One optimizer step for every run; returns each run's batch loss (E,), still on the device (with a
+        CUDA graph, a buffer that the next step overwrites: read it before stepping again)."""
+        if self._graph is not None:
+            self._graph.replay()
+            self.steps_taken += 1
+            return self._graph_loss
+        return self._eager_step()
+
+    def capture_cuda_graph(self, warmup: int = 3) -> str:
+        """Capture one whole step (batch, forward, backward, AdamW) as a CUDA graph, so a step is one launch
+        and no host round-trip. Returns the path that will run: "cuda-graph", or "eager: <why>".
+
+        The warm-up steps that capture needs are rolled back, so the trajectory is the eager one."""
+        if self.model.device.type != "cuda":
+            return "eager: not a CUDA device"
+        if self.optimizer_path != "tensor":
+            return "eager: the fused per-run optimizer path is not captured (use optimizer='tensor')"
+        state = [self.model.flat, self.exp_avg, self.exp_avg_sq, self.step_count]
+        saved = [t.clone() for t in state]
+        taken = self.steps_taken
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the capture stream: allocator pools, cuBLAS handles
+                for _ in range(warmup):
+                    self._eager_step()
+            torch.cuda.current_stream().wait_stream(side)
+            with torch.no_grad():
+                for t, s in zip(state, saved):
+                    t.copy_(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                loss = self._eager_step()
+        except RuntimeError as exc:  # e.g. an op that cannot be captured on this build
+            with torch.no_grad():
+                for t, s in zip(state, saved):
+                    t.copy_(s)
+            self.steps_taken = taken
+            return f"eager: CUDA graph capture failed ({str(exc).splitlines()[0][:120]})"
+        self.steps_taken = taken  # capture ran the Python side once but no kernel
+        self._graph, self._graph_loss = graph, loss
+        return "cuda-graph"
+
+    def _eager_step(self) -> torch.Tensor:
         x, pos, y = self.batch()
         self.model.zero_grad()
         total, count = member_losses(self.model(x, pos), y)

@@ -88,12 +88,16 @@ def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
     return shapes.pop()
 
 
-def _prepare_dirs(members: Sequence[Member], argv: list[str] | None, device: torch.device, E: int) -> None:
+def _refuse_overwrite(members: Sequence[Member]) -> None:
     for m in members:
         if (m.run_dir / ckpt.CONFIG_FILE).exists():
             raise GroklabError(
                 f"{m.run_dir} already holds a run; use --resume to continue it, or choose another --out_dir"
             )
+
+
+def _prepare_dirs(members: Sequence[Member], argv: list[str] | None, device: torch.device, E: int,
+                  engine_path: str) -> None:
     for m in members:
         m.run_dir.mkdir(parents=True, exist_ok=True)
         for name, text in m.data.files().items():
@@ -104,7 +108,7 @@ def _prepare_dirs(members: Sequence[Member], argv: list[str] | None, device: tor
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "group_size": E, "engine": "eager",
+            "group_size": E, "engine": engine_path,
         })
         (m.run_dir / METRICS_FILE).unlink(missing_ok=True)
         # config last: a directory with config.json is a run that can be resumed or sampled
@@ -177,12 +181,15 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
             atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
         log(f"resuming {E} run(s) from step {start:,}")
     else:
-        _prepare_dirs(members, argv, device, E)
+        _refuse_overwrite(members)
+    path = engine.capture_cuda_graph() if tcfg.cuda_graph else "eager: --no-cuda_graph"
+    if not tcfg.resume:
+        _prepare_dirs(members, argv, device, E, path)
 
     if E == 1:
         log("config: " + json.dumps(configs[0].to_dict(), sort_keys=True))
     log(f"{E} run(s) · {model.numel:,} parameters each · vocab {vocab} · context {mcfg.block_size} · "
-        f"{len(members[0].data.splits['train']):,} train examples · device {device}")
+        f"{len(members[0].data.splits['train']):,} train examples · device {device} · step: {path}")
 
     schedule = [s for s in eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval) if s > start]
     from tqdm import tqdm

@@ -1,0 +1,83 @@
+"""Many runs at once: model-steps per second of a group of E runs (one engine step trains all E) against
+the eager nanoGPT-style loop running one model at a time, over E = 1, 2, 4, ..., with peak memory and
+achieved TFLOP/s (model FLOPs: the full forward and backward, 3 x forward, as MFU counts them).
+
+    python benchmarks/bench_group.py --device cuda --batch 64 512 --max_E 1024 --json out.json
+    python benchmarks/bench_group.py --device cpu --batch 64 --E 8          # the CPU target: E = 8, batch 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from common import eager_step_fn, groklab_engine, machine, seed000_data, window  # noqa: E402
+
+# dense fp32 (no tensor cores: groklab trains in fp32, TF32 off) peaks from NVIDIA's datasheets
+FP32_PEAK_TFLOPS = {"H100 80GB HBM3": 67.0, "H100 PCIe": 51.0, "H200": 67.0}
+
+
+def model_flops_per_step(n_layer: int, C: int, V: int, T: int, batch: int) -> float:
+    per_token_fwd = n_layer * (2 * 12 * C * C + 2 * 2 * T * C) + 2 * C * V
+    return 3.0 * per_token_fwd * batch * T
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, nargs="+", default=[64, 512])
+    ap.add_argument("--E", type=int, nargs="*", default=None, help="group sizes (default 1, 2, 4, ... max_E)")
+    ap.add_argument("--max_E", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    info = {**machine(device), "command": "python benchmarks/bench_group.py " + " ".join(sys.argv[1:])}
+    peak = next((v for k, v in FP32_PEAK_TFLOPS.items() if k in info["device"]), None)
+    data, mcfg = seed000_data()
+    sizes = args.E or [2**i for i in range(11) if 2**i <= args.max_E]
+    rows = []
+    print(json.dumps(info))
+    print("| batch | E | ms/step | model-steps/s | × eager | peak memory GiB | TFLOP/s | % of fp32 peak | path |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for batch in args.batch:
+        eager = eager_step_fn(data, mcfg, batch, device)
+        window(eager, device, args.steps)
+        eager_ms = statistics.median(window(eager, device, args.steps) for _ in range(args.repeats))
+        flops = model_flops_per_step(mcfg.n_layer, mcfg.n_embd, data.tokenizer.vocab_size, mcfg.block_size, batch)
+        for E in sizes:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            try:
+                engine = groklab_engine(data, mcfg, E, batch, device)
+                window(engine.step, device, args.steps)
+                ms = statistics.median(window(engine.step, device, args.steps) for _ in range(args.repeats))
+            except torch.cuda.OutOfMemoryError:
+                print(f"| {batch} | {E} | out of memory | | | | | | |")
+                break
+            mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+            tflops = E * flops / (ms / 1000) / 1e12
+            row = {"batch": batch, "E": E, "ms_per_step": round(ms, 3), "model_steps_per_s": round(1000 * E / ms, 1),
+                   "vs_eager": round((1000 * E / ms) / (1000 / eager_ms), 2), "eager_ms": round(eager_ms, 3),
+                   "peak_mem_gib": round(mem, 3), "tflops": round(tflops, 2),
+                   "pct_fp32_peak": None if peak is None else round(100 * tflops / peak, 1), "path": engine.path}
+            rows.append(row)
+            pct = "" if row["pct_fp32_peak"] is None else f"{row['pct_fp32_peak']}"
+            print(f"| {batch} | {E} | {ms:.2f} | {row['model_steps_per_s']:,.0f} | {row['vs_eager']:.1f}× | "
+                  f"{mem:.2f} | {tflops:.2f} | {pct} | {engine.path} |", flush=True)
+            del engine
+        print(f"(eager nanoGPT-style loop, batch {batch}: {eager_ms:.2f} ms/step = {1000 / eager_ms:,.0f} model-steps/s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**info, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

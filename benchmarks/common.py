@@ -1,0 +1,85 @@
+"""What the benchmarks share: seed 000's grokking setting, the engine as the trainer builds it, the eager
+nanoGPT-style baseline, and timing that alternates windows so drift in the machine's speed hits both."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from groklab.config import DataConfig, ModelConfig, OptimConfig
+from groklab.dataset import RunData, load_run_data
+from groklab.engine import Engine, Hyper
+from groklab.examples import stack
+from groklab.model import GPT
+from groklab.reference import ReferenceGPT, make_optimizer, reference_step
+
+OPTIM = OptimConfig(learning_rate=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, grad_clip=0.0)
+
+
+def seed000_data() -> tuple[RunData, ModelConfig]:
+    """Char-level division mod 97, loss after '=', 2 layers, d 128, 4 heads (seed 000's grokking run)."""
+    data = load_run_data(DataConfig(operators="/", prime=97, tokenizer="char"), ModelConfig())
+    return data, ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=data.block_size)
+
+
+def groklab_engine(data: RunData, mcfg: ModelConfig, E: int, batch: int, device: torch.device) -> Engine:
+    """E runs (seeds 0..E-1) built and captured exactly as `groklab train` does."""
+    model = GPT(mcfg, data.tokenizer.vocab_size, E, device)
+    model.init_from_seeds(list(range(E)))
+    train = data.splits["train"]
+    engine = Engine(model, Hyper.build([OPTIM] * E, list(range(E)), [batch] * E, device), stack([train] * E))
+    engine.path = engine.capture_cuda_graph()
+    return engine
+
+
+def eager_step_fn(data: RunData, mcfg: ModelConfig, batch: int, device: torch.device, seed: int = 0):
+    """One nanoGPT-style run: host-side torch.randint batches, loss.backward(), fused torch AdamW."""
+    torch.manual_seed(seed)
+    ref = ReferenceGPT(mcfg, data.tokenizer.vocab_size).to(device)
+    opt = make_optimizer(ref, OPTIM, fused=True)
+    X, Y = data.splits["train"].inputs, data.splits["train"].targets
+
+    def step() -> None:
+        ix = torch.randint(len(X), (batch,))
+        x, y = X[ix], Y[ix]
+        if device.type == "cuda":
+            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        reference_step(ref, opt, x, y)
+
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # host sync: the timer must see finished work
+
+
+def window(fn, device: torch.device, steps: int) -> float:
+    """ms per call over `steps` calls."""
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) * 1000 / steps
+
+
+def time_pair(ours, theirs, device: torch.device, steps: int, repeats: int) -> tuple[float, float]:
+    """Median ms per step of each after an untimed warm-up window each; windows alternate."""
+    window(ours, device, steps)
+    window(theirs, device, steps)
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(window(ours, device, steps))
+        b.append(window(theirs, device, steps))
+    return statistics.median(a), statistics.median(b)
+
+
+def machine(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": name,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -1,0 +1,70 @@
+"""The GPU fast path agrees with the plain one. Skipped where there is no CUDA device (as in CI); run on the
+lent H100 for docs/benchmarks.md."""
+
+import json
+
+import pytest
+import torch
+
+from groklab.config import ModelConfig, OptimConfig
+from groklab.engine import Engine, Hyper
+from groklab.examples import Examples, stack
+from groklab.model import GPT
+from groklab.train import train_runs
+from tests.helpers import tiny_config
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CFG = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=6)
+V = 9
+
+
+def _engine(device, optimizer):
+    g = torch.Generator().manual_seed(0)
+    data = []
+    for n in (40, 25, 33):
+        x = torch.randint(0, V, (n, 6), generator=g)
+        y = torch.randint(0, V, (n, 6), generator=g)
+        y[:, :3] = -1
+        data.append(Examples(x, y))
+    optims = [OptimConfig(learning_rate=1e-3, weight_decay=1.0, beta2=0.98, grad_clip=0.5),
+              OptimConfig(learning_rate=3e-3, weight_decay=0.0),
+              OptimConfig(learning_rate=2e-3, weight_decay=0.1, warmup_steps=3)]
+    model = GPT(CFG, V, 3, device)
+    model.init_from_seeds([1, 2, 3])
+    dev = torch.device(device)
+    return Engine(model, Hyper.build(optims, [1, 2, 3], [8, 16, 4], dev), stack(data), optimizer=optimizer)
+
+
+@cuda
+def test_cuda_graph_step_equals_eager_step():
+    eager, graphed = _engine("cuda", "tensor"), _engine("cuda", "tensor")
+    assert graphed.capture_cuda_graph() == "cuda-graph"
+    for _ in range(10):
+        a = eager.step().clone()
+        b = graphed.step().clone()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(eager.model.flat, graphed.model.flat, rtol=1e-5, atol=1e-6)
+    assert int(graphed.step_count) == 10 and graphed.steps_taken == 10
+
+
+@cuda
+def test_gpu_step_matches_cpu_step():
+    cpu, gpu = _engine("cpu", "tensor"), _engine("cuda", "tensor")
+    gpu.capture_cuda_graph()
+    for _ in range(5):
+        cpu.step()
+        gpu.step()
+    torch.testing.assert_close(gpu.model.flat.cpu(), cpu.model.flat, rtol=1e-4, atol=1e-5)
+
+
+@cuda
+def test_training_on_gpu_records_the_graph_path_and_resumes(tmp_path):
+    train_runs([tiny_config(tmp_path / "a", device="cuda", max_steps=12)], log=lambda _: None)
+    assert json.loads((tmp_path / "a/meta.json").read_text())["engine"] == "cuda-graph"
+    train_runs([tiny_config(tmp_path / "b", device="cuda", max_steps=5)], log=lambda _: None)
+    train_runs([tiny_config(tmp_path / "b", device="cuda", resume=True)], log=lambda _: None)
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
