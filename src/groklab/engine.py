@@ -115,7 +115,6 @@ class Engine:
         self.clip = bool((hyper.grad_clip > 0).any())
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_loss = torch.zeros(0)
-        E = model.n_members
         if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
             optimizer = "fused" if dev.type == "cpu" else "tensor"
         self.optimizer_path = optimizer
