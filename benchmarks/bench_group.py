@@ -36,8 +36,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--tf32", action="store_true", help="measure with TF32 matrix products (not groklab's default)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     info = {**machine(device), "command": "python benchmarks/bench_group.py " + " ".join(sys.argv[1:])}
     peak = next((v for k, v in FP32_PEAK_TFLOPS.items() if k in info["device"]), None)
     data, mcfg = seed000_data()
