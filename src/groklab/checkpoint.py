@@ -19,7 +19,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from groklab.errors import CheckpointError
-from groklab.files import atomic_write
+from groklab.files import atomic_write, read_bytes
 
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.safetensors"
@@ -44,12 +44,7 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], fmt: str, meta: 
 
 
 def _load_tensors(path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+    raw = read_bytes(path, CheckpointError, "a checkpoint file")
     try:
         tensors = st_load(raw)  # safetensors parses a JSON header and raw buffers: nothing is executed
         header_len = int.from_bytes(raw[:8], "little")

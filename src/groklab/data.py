@@ -20,7 +20,7 @@ from typing import Sequence
 
 import groklab
 from groklab.errors import DataError
-from groklab.files import atomic_write
+from groklab.files import atomic_write, read_bytes
 from groklab.ops import OPERATIONS, Operation, check_modulus, resolve_ops
 
 SPLITS = ("train", "val", "test")
@@ -264,14 +264,7 @@ def _parse_at(line: str, path: str | os.PathLike[str], lineno: int) -> tuple[int
 
 
 def _read_utf8(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a text file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    raw = read_bytes(path, DataError, "a text file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -35,3 +35,15 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_bytes(path: Path, error: type[Exception], expected: str) -> bytes:
+    """The file's bytes, or `error` with one line naming the path (missing, a folder, unreadable)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected {expected}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None
