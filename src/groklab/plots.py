@@ -7,6 +7,7 @@ from typing import Sequence
 
 # Okabe-Ito: readable by colour-blind readers and in greyscale print
 COLORS = {"train": "#0072B2", "val": "#D55E00", "test": "#009E73"}
+STYLES = {"train": "-", "val": "-", "test": (0, (4, 2))}  # test dashed: it often lies on top of val
 
 
 def plot_curves(history: Sequence[dict], path: str | Path, title: str, marks: dict[str, int | None]) -> Path:
@@ -20,8 +21,9 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str, marks: di
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for split, color in COLORS.items():
         if rows and rows[0].get(f"{split}_acc") is not None:
-            ax_loss.plot(steps, [h[f"{split}_loss"] for h in rows], color=color, label=split)
-            ax_acc.plot(steps, [h[f"{split}_acc"] for h in rows], color=color, label=split)
+            style = {"color": color, "linestyle": STYLES[split], "label": split}
+            ax_loss.plot(steps, [h[f"{split}_loss"] for h in rows], **style)
+            ax_acc.plot(steps, [h[f"{split}_acc"] for h in rows], **style)
     styles = {"memorised": ":", "grokked": "--"}
     for label, step in marks.items():
         if step:
