@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
     ap.add_argument("--tf32", action="store_true", help="measure with TF32 matrix products (not groklab's default)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the loss and the optimizer (opt-in)")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
@@ -58,7 +59,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                engine = groklab_engine(data, mcfg, E, batch, device)
+                engine = groklab_engine(data, mcfg, E, batch, device, compile=args.compile)
                 window(engine.step, device, args.steps)
                 ms = statistics.median(window(engine.step, device, args.steps) for _ in range(args.repeats))
             except torch.cuda.OutOfMemoryError:

@@ -26,13 +26,15 @@ def seed000_data() -> tuple[RunData, ModelConfig]:
     return data, ModelConfig(n_layer=2, n_head=4, n_embd=128, block_size=data.block_size)
 
 
-def groklab_engine(data: RunData, mcfg: ModelConfig, E: int, batch: int, device: torch.device) -> Engine:
+def groklab_engine(data: RunData, mcfg: ModelConfig, E: int, batch: int, device: torch.device,
+                   compile: bool = False) -> Engine:
     """E runs (seeds 0..E-1) built and captured exactly as `groklab train` does."""
     model = GPT(mcfg, data.tokenizer.vocab_size, E, device)
     model.init_from_seeds(list(range(E)))
     train = data.splits["train"]
-    engine = Engine(model, Hyper.build([OPTIM] * E, list(range(E)), [batch] * E, device), stack([train] * E))
-    engine.path = engine.capture_cuda_graph()
+    engine = Engine(model, Hyper.build([OPTIM] * E, list(range(E)), [batch] * E, device), stack([train] * E),
+                    compile=compile)
+    engine.path = engine.capture_cuda_graph() + ("+compile" if compile else "")
     return engine
 
 

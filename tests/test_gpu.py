@@ -18,7 +18,7 @@ CFG = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=6)
 V = 9
 
 
-def _engine(device, optimizer):
+def _engine(device, optimizer, compile=False):
     g = torch.Generator().manual_seed(0)
     data = []
     for n in (40, 25, 33):
@@ -32,7 +32,8 @@ def _engine(device, optimizer):
     model = GPT(CFG, V, 3, device)
     model.init_from_seeds([1, 2, 3])
     dev = torch.device(device)
-    return Engine(model, Hyper.build(optims, [1, 2, 3], [8, 16, 4], dev), stack(data), optimizer=optimizer)
+    return Engine(model, Hyper.build(optims, [1, 2, 3], [8, 16, 4], dev), stack(data), optimizer=optimizer,
+                  compile=compile)
 
 
 @cuda
@@ -68,3 +69,13 @@ def test_training_on_gpu_records_the_graph_path_and_resumes(tmp_path):
     a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+@cuda
+def test_compiled_graph_step_matches_eager_step():
+    eager, fused = _engine("cuda", "tensor"), _engine("cuda", "tensor", compile=True)
+    assert fused.capture_cuda_graph() == "cuda-graph"
+    for _ in range(10):
+        eager.step()
+        fused.step()
+    torch.testing.assert_close(eager.model.flat, fused.model.flat, rtol=1e-4, atol=1e-5)

@@ -158,6 +158,7 @@ class TrainConfig:
     )
     device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'"))
     cuda_graph: bool = field(default=True, metadata=doc("on a GPU, run each training step as one captured CUDA graph"))
+    compile: bool = field(default=False, metadata=doc("torch.compile the loss and optimizer (fuses kernels; slow start)"))
     resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint"))
     progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)"))
     plot: bool = field(default=True, metadata=doc("write curves.png at the end"))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from groklab.config import OptimConfig
 from groklab.examples import Stacked
-from groklab.model import GPT
+from groklab.model import GPT, forward
 
 _MASK32 = 0xFFFFFFFF
 
@@ -47,6 +47,38 @@ def member_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
     E, B, T, V = logits.shape
     tok = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-1, reduction="none")
     return tok.view(E, B * T).sum(1), (targets >= 0).view(E, B * T).sum(1)
+
+
+def _loss(params: dict[str, torch.Tensor], cfg, x: torch.Tensor, pos: torch.Tensor | None, y: torch.Tensor,
+          dropout: float) -> torch.Tensor:
+    """Each run's mean answer-token loss (E,) on its batch."""
+    total, count = member_losses(forward(params, cfg, x, dropout=dropout, positions=pos), y)
+    return total / count.clamp(min=1)
+
+
+def _clip_coef(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
+    """Per-run clipping factor (E, 1), as torch.nn.utils.clip_grad_norm_ over that run's parameters (0 = off)."""
+    norm = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
+    return torch.where(max_norm > 0, (max_norm / (norm + 1e-6)).clamp(max=1.0), 1.0)
+
+
+def _adamw_rows(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+                step: torch.Tensor, h: "Hyper", decay_mask: torch.Tensor, clip: bool) -> None:
+    """AdamW on (E, N) buffers with (E, 1) hyperparameters, `step` already counting this update; the same
+    order of operations as torch.optim.AdamW's single-tensor path. Computed out of place, written back at
+    the end: one shape of code that eager mode and torch.compile both take."""
+    g = grad * _clip_coef(grad, h.grad_clip) if clip else grad
+    t = step.to(flat.dtype)
+    lr = h.lr * torch.clamp(t / h.warmup.clamp(min=1), max=1.0)  # linear warm-up, then constant
+    new_flat = flat * (1 - lr * h.weight_decay * decay_mask)
+    m = torch.lerp(exp_avg, g, 1 - h.beta1)
+    v = exp_avg_sq * h.beta2 + (1 - h.beta2) * g * g
+    bias_correction1 = 1 - h.beta1**t
+    bias_correction2_sqrt = (1 - h.beta2**t).sqrt()
+    denom = v.sqrt() / bias_correction2_sqrt + h.eps
+    flat.copy_(new_flat - (lr / bias_correction1) * m / denom)
+    exp_avg.copy_(m)
+    exp_avg_sq.copy_(v)
 
 
 @dataclass
@@ -103,6 +135,7 @@ class Engine:
         hyper: Hyper,
         train: Stacked,
         optimizer: OptimizerPath = "auto",
+        compile: bool = False,
     ):
         dev = model.device
         self.model, self.hyper = model, hyper
@@ -118,6 +151,11 @@ class Engine:
         if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
             optimizer = "fused" if dev.type == "cpu" else "tensor"
         self.optimizer_path = optimizer
+        # opt-in: torch.compile fuses the elementwise chains of the loss and of the tensor AdamW (Triton on a
+        # GPU); the captured graph then replays the fused kernels
+        self._loss_fn = torch.compile(_loss, dynamic=False) if compile else _loss
+        self._update_fn = torch.compile(_adamw_rows, dynamic=False) if compile else _adamw_rows
+        self.compiled = compile
         if optimizer == "fused":
             self._build_fused()
         else:
@@ -196,8 +234,9 @@ class Engine:
     def _eager_step(self) -> torch.Tensor:
         x, pos, y = self.batch()
         self.model.zero_grad()
-        total, count = member_losses(self.model(x, pos), y)
-        loss = total / count.clamp(min=1)
+        m = self.model
+        dropout = m.cfg.dropout if m.training else 0.0
+        loss = self._loss_fn(m.params, m.cfg, x, pos, y, dropout)
         loss.sum().backward()  # runs share no weights, so each row of the gradient is that run's own
         self._adamw()
         return loss.detach()
@@ -205,11 +244,14 @@ class Engine:
     @torch.no_grad()
     def _adamw(self) -> None:
         h, flat, grad = self.hyper, self.model.flat, self.model.grad
-        if self.clip:  # per-run clipping, as torch.nn.utils.clip_grad_norm_ over that run's parameters
-            norm = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
-            grad.mul_(torch.where(h.grad_clip > 0, (h.grad_clip / (norm + 1e-6)).clamp(max=1.0), 1.0))
         self.step_count += 1
         self.steps_taken += 1
+        if self.optimizer_path == "tensor":
+            self._update_fn(flat, grad, self.exp_avg, self.exp_avg_sq, self.step_count, h, self.model.decay_mask,
+                            self.clip)
+            return
+        if self.clip:
+            grad.mul_(_clip_coef(grad, h.grad_clip))
         if self.optimizer_path == "fused":
             t = self.steps_taken
             for g in self._opt.param_groups:
@@ -217,17 +259,6 @@ class Engine:
                 warm = float(h.warmup[e])
                 g["lr"] = float(h.lr[e]) * min(1.0, t / max(warm, 1.0))
             self._opt.step()
-            return
-        t = self.step_count.to(flat.dtype)
-        lr = h.lr * torch.clamp(t / h.warmup.clamp(min=1), max=1.0)  # linear warm-up, then constant
-        # the same order of operations as torch.optim.AdamW's single-tensor path
-        flat.mul_(1 - lr * h.weight_decay * self.model.decay_mask)
-        self.exp_avg.lerp_(grad, 1 - h.beta1)
-        self.exp_avg_sq.mul_(h.beta2).add_((1 - h.beta2) * grad * grad)
-        bias_correction1 = 1 - h.beta1**t
-        bias_correction2_sqrt = (1 - h.beta2**t).sqrt()
-        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(h.eps)
-        flat.sub_((lr / bias_correction1) * self.exp_avg / denom)
 
     def _moment(self, e: int, name: str) -> torch.Tensor:
         if self.optimizer_path == "tensor":

@@ -26,7 +26,7 @@ def group_key(cfg: RunConfig) -> tuple:
     t = cfg.train
     model = dataclasses.replace(cfg.model, block_size=data.block_size)
     return (model, data.tokenizer.vocab_size, t.max_steps, t.eval_points_per_decade, t.eval_interval, t.device,
-            t.early_stop_evals, t.grok_threshold, t.checkpoint_interval, t.cuda_graph)
+            t.early_stop_evals, t.grok_threshold, t.checkpoint_interval, t.cuda_graph, t.compile)
 
 
 def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) -> int:

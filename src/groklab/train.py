@@ -157,7 +157,8 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     model.init_from_seeds([m.cfg.train.seed for m in members])
     hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
                         [m.cfg.train.batch_size for m in members], device)
-    engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size))
+    engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size),
+                    compile=tcfg.compile)
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.splits[split] for m in members]
@@ -183,6 +184,7 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     else:
         _refuse_overwrite(members)
     path = engine.capture_cuda_graph() if tcfg.cuda_graph else "eager: --no-cuda_graph"
+    path += " + torch.compile" if tcfg.compile else ""
     if not tcfg.resume:
         _prepare_dirs(members, argv, device, E, path)
 
