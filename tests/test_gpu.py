@@ -73,9 +73,14 @@ def test_training_on_gpu_records_the_graph_path_and_resumes(tmp_path):
 
 @cuda
 def test_compiled_graph_step_matches_eager_step():
+    """Fused kernels sum in another order: the losses agree to float rounding at every step; a few weights
+    whose gradient is near zero drift further (Adam divides by sqrt(v)), measured on an H100 at ~1e-5 max
+    and ~1e-8 mean after 10 steps, hence the bounds."""
     eager, fused = _engine("cuda", "tensor"), _engine("cuda", "tensor", compile=True)
     assert fused.capture_cuda_graph() == "cuda-graph"
     for _ in range(10):
-        eager.step()
-        fused.step()
-    torch.testing.assert_close(eager.model.flat, fused.model.flat, rtol=1e-4, atol=1e-5)
+        a = eager.step().clone()
+        b = fused.step().clone()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    diff = (eager.model.flat - fused.model.flat).abs()
+    assert float(diff.max()) < 5e-5 and float(diff.mean()) < 1e-7
