@@ -21,22 +21,10 @@ EOL = "\n"  # every equation ends with a newline token: the model must also lear
 
 @dataclass(frozen=True)
 class Examples:
-    """One split of one run: inputs (N, T) and targets (N, T), int64, targets -1 where there is no loss.
-
-    `positions` (N, K) lists each example's loss positions (K = the most any example has) and `answers`
-    (N, K) the targets there, -1 in padding slots: the model then computes logits only where they count.
-    """
+    """One split of one run: inputs (N, T) and targets (N, T), int64, targets -1 where there is no loss."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
-
-    @property
-    def positions(self) -> torch.Tensor:
-        return _loss_positions(self.targets)[0]
-
-    @property
-    def answers(self) -> torch.Tensor:
-        return _loss_positions(self.targets)[1]
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -47,7 +35,9 @@ class Examples:
 
 
 def _loss_positions(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """targets (N, T) -> (positions (N, K), answers (N, K)): loss positions first, in order."""
+    """targets (N, T) -> (positions (N, K), answers (N, K)): each example's loss positions in order (K = the
+    most any example has) and the targets there, -1 in padding slots, so the model computes logits only
+    where they count."""
     scored = targets >= 0
     K = max(int(scored.sum(1).max()) if len(targets) else 1, 1)
     order = torch.argsort((~scored).to(torch.int8), dim=1, stable=True)[:, :K]
