@@ -32,4 +32,16 @@ def test_memory_estimate_grows_with_batch_and_cpu_takes_all(tmp_path):
     small = bytes_per_run(cfg, 8, 13, 100)
     big = bytes_per_run(cfg.replace(batch_size=512), 8, 13, 100)
     assert big > small > 0
-    assert chunk_size([cfg] * 7, torch.device("cpu")) == 7
+    assert chunk_size([cfg] * 7, [None] * 7, torch.device("cpu")) == 7
+
+
+def test_train_runs_refuses_a_group_with_mixed_loop_settings(tmp_path):
+    import pytest
+
+    from groklab.errors import GroklabError
+    from groklab.train import train_runs
+
+    mixed = [tiny_config(tmp_path / "a"), tiny_config(tmp_path / "b", early_stop_evals=3)]
+    with pytest.raises(GroklabError, match="must share"):
+        train_runs(mixed, log=lambda _: None)
+    assert not (tmp_path / "a").exists()

@@ -12,21 +12,12 @@ import torch
 
 from groklab import checkpoint as ckpt
 from groklab.config import RunConfig
-from groklab.dataset import load_run_data
+from groklab.dataset import RunData, load_run_data
 from groklab.errors import GroklabError
 from groklab.model import param_layout
-from groklab.train import resolve_device, train_runs
+from groklab.train import group_key, resolve_device, train_runs
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
-
-
-def group_key(cfg: RunConfig) -> tuple:
-    """What runs of one group must share (resolving the context length and vocabulary from the data)."""
-    data = load_run_data(cfg.data, cfg.model)
-    t = cfg.train
-    model = dataclasses.replace(cfg.model, block_size=data.block_size)
-    return (model, data.tokenizer.vocab_size, t.max_steps, t.eval_points_per_decade, t.eval_interval, t.device,
-            t.early_stop_evals, t.grok_threshold, t.checkpoint_interval, t.cuda_graph, t.compile)
 
 
 def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) -> int:
@@ -40,22 +31,23 @@ def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) 
     return 4 * 4 * n_params + activations + data
 
 
-def chunk_size(configs: Sequence[RunConfig], device: torch.device) -> int:
+def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: torch.device) -> int:
     """How many of these (same-shape) runs fit the device at once; all of them on the CPU."""
     if device.type != "cuda" or not configs:
         return max(len(configs), 1)
-    data = load_run_data(configs[0].data, configs[0].model)
-    n_examples = sum(len(x) for x in data.splits.values())
-    per_run = max(bytes_per_run(c, data.block_size, data.tokenizer.vocab_size, n_examples) for c in configs)
+    per_run = max(bytes_per_run(c, d.block_size, d.tokenizer.vocab_size, sum(len(x) for x in d.splits.values()))
+                  for c, d in zip(configs, datas))
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(len(configs), int(free * MEMORY_SHARE) // per_run))
 
 
-def plan_groups(configs: Sequence[RunConfig]) -> list[list[int]]:
-    """Indices of `configs`, grouped by group_key, in first-seen order."""
+def plan_groups(configs: Sequence[RunConfig], datas: Sequence[RunData] | None = None) -> list[list[int]]:
+    """Indices of `configs`, grouped by train.group_key, in first-seen order."""
+    if datas is None:
+        datas = [load_run_data(c.data, c.model) for c in configs]
     groups: dict[tuple, list[int]] = {}
-    for i, cfg in enumerate(configs):
-        groups.setdefault(group_key(cfg), []).append(i)
+    for i, (cfg, data) in enumerate(zip(configs, datas)):
+        groups.setdefault(group_key(cfg, data), []).append(i)
     return list(groups.values())
 
 
@@ -66,10 +58,11 @@ def _written(configs: Sequence[RunConfig]) -> bool:
 def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, max_group: int | None = None) -> list[dict]:
     """Train any number of runs: grouped by shape, chunked to fit memory. Summaries in the input order."""
+    datas = [load_run_data(c.data, c.model) for c in configs]  # once a run: grouping, sizing and training
     summaries: list[dict | None] = [None] * len(configs)
-    for group in plan_groups(configs):
+    for group in plan_groups(configs, datas):
         device = resolve_device(configs[group[0]].train.device)
-        size = chunk_size([configs[i] for i in group], device)
+        size = chunk_size([configs[i] for i in group], [datas[i] for i in group], device)
         if max_group:
             size = min(size, max_group)
         pending = [group[i : i + size] for i in range(0, len(group), size)]
@@ -77,7 +70,7 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
             chunk = pending.pop(0)
             chunk_cfgs = [configs[i] for i in chunk]
             try:
-                results = train_runs(chunk_cfgs, argv=argv, log=log)
+                results = train_runs(chunk_cfgs, argv=argv, log=log, datas=[datas[i] for i in chunk])
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 resumable = all(c.train.resume for c in chunk_cfgs)

@@ -76,16 +76,22 @@ class Member:
     history: list[dict] = field(default_factory=list)
 
 
+def group_key(cfg: RunConfig, data: RunData) -> tuple:
+    """What the runs of one group must share: the model shape (context resolved from the data), the
+    vocabulary size, and every loop setting the group applies to all of its runs at once."""
+    t = cfg.train
+    return (dataclasses.replace(cfg.model, block_size=data.block_size), data.tokenizer.vocab_size, t.max_steps,
+            t.eval_points_per_decade, t.eval_interval, t.device, t.early_stop_evals, t.grok_threshold,
+            t.checkpoint_interval, t.cuda_graph, t.compile, t.resume)
+
+
 def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
-    shapes = {(dataclasses.replace(m.cfg.model, block_size=m.data.block_size), m.data.tokenizer.vocab_size)
-              for m in members}
-    if len(shapes) != 1:
-        raise GroklabError(f"runs in one group must share the model shape and vocabulary size, got {shapes}")
-    loops = {(m.cfg.train.max_steps, m.cfg.train.eval_points_per_decade, m.cfg.train.eval_interval,
-              m.cfg.train.device) for m in members}
-    if len(loops) != 1:
-        raise GroklabError("runs in one group must share max_steps, the evaluation schedule and the device")
-    return shapes.pop()
+    keys = {group_key(m.cfg, m.data) for m in members}
+    if len(keys) != 1:
+        raise GroklabError("runs in one group must share the model shape, vocabulary size, step budget, "
+                           "evaluation schedule, early stop, device and step path; `train_many` groups them")
+    key = keys.pop()
+    return key[0], key[1]
 
 
 def _refuse_overwrite(members: Sequence[Member]) -> None:
@@ -143,9 +149,12 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
 
 
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
-               log: Callable[[str], None] = print) -> list[dict]:
-    """Train these runs as one group and return their summaries (also written to each run's summary.json)."""
-    members = [Member(c, Path(c.train.out_dir), load_run_data(c.data, c.model)) for c in configs]
+               log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None) -> list[dict]:
+    """Train these runs as one group and return their summaries (also written to each run's summary.json).
+    `datas`: each run's data, if the caller has already loaded it."""
+    if datas is None:
+        datas = [load_run_data(c.data, c.model) for c in configs]
+    members = [Member(c, Path(c.train.out_dir), d) for c, d in zip(configs, datas)]
     if len({m.run_dir.resolve() for m in members}) != len(members):
         raise GroklabError("each run of a group needs its own out_dir")
     mcfg, vocab = _group_shape(members)
