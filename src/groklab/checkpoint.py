@@ -61,6 +61,19 @@ def _load_tensors(path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[s
     return tensors, meta
 
 
+def saved_step(run_dir: str | Path) -> int | None:
+    """The step of a run's resumable state, from the safetensors header alone; None if there is no state."""
+    path = Path(run_dir) / STATE_FILE
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        return int(json.loads(header["__metadata__"]["meta"])["step"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a readable groklab state file (truncated or foreign?): {exc}") from None
+
+
 def save_weights(run_dir: str | Path, weights: dict[str, torch.Tensor], step: int) -> None:
     _save_tensors(Path(run_dir) / WEIGHTS_FILE, weights, WEIGHTS_FORMAT, {"step": step})
 

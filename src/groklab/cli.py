@@ -1,4 +1,4 @@
-"""The `groklab` command: data, train, run, sample, evaluate.
+"""The `groklab` command: data, train, run, sweep, reproduce, sample, evaluate.
 
 Every user mistake ends as one line `groklab: error: ...` and exit status 2, never a traceback.
 """
@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from groklab import __version__
-from groklab.cli_args import add_config_flags, config_from_args
+from groklab.cli_args import add_config_flags, config_from_args, given_fields
 from groklab.config import RunConfig
 from groklab.errors import GroklabError
 from groklab.presets import main_job_config
@@ -119,6 +119,37 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from groklab.sweep import run_sweep
+    from groklab.sweep_spec import load_spec
+
+    spec = load_spec(args.spec)
+    counts = run_sweep(spec, args.out, given_fields(args), backend=args.backend, address=args.address,
+                       gpus_per_group=args.gpus_per_group, retry_failed=args.retry_failed, max_group=args.max_group,
+                       argv=["groklab", *argv])
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from groklab.reproduce import reproduce
+
+    counts = reproduce(args.study, args.out, quick=args.quick, overrides=given_fields(args), backend=args.backend,
+                       address=args.address, gpus_per_group=args.gpus_per_group, max_group=args.max_group,
+                       argv=["groklab", *argv])
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: engine groups one after another in this process (default); ray: groups as Ray "
+                        "tasks, on this machine or a cluster (pip install 'groklab[ray]')")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--gpus_per_group", "--gpus-per-group", type=float, default=1.0,
+                   help="Ray: the GPU share each group asks for, e.g. 0.25 packs four groups on a GPU (default 1)")
+    p.add_argument("--max_group", "--max-group", type=int, default=None,
+                   help="at most this many runs in one engine group (default: as many as fit)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groklab", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"groklab {__version__}")
@@ -143,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", allow_abbrev=False, help="the main job: a grokking run on the CPU, with progress and curves")
     r.add_argument("--seeds", default=None, help=argparse.SUPPRESS)
     add_config_flags(r, main_job_config())
+
+    w = sub.add_parser("sweep", allow_abbrev=False, help="train every run of a sweep spec (TOML); resumable")
+    w.add_argument("spec", help="sweep spec: a TOML file with [base], [grid], [zip] or [[experiment]] tables")
+    w.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True, help="sweep folder")
+    w.add_argument("--retry_failed", "--retry-failed", action="store_true", help="train failed runs again")
+    _add_backend_flags(w)
+    add_config_flags(w, RunConfig(), skip=("out_dir", "resume"))
+
+    rp = sub.add_parser("reproduce", allow_abbrev=False,
+                        help="a seed report's whole study: its runs, its tables (seed-000, seed-003)")
+    rp.add_argument("study", help="seed-000 or seed-003")
+    rp.add_argument("--out", "--out_dir", "--out-dir", dest="out", default=None, help="sweep folder (default out/STUDY)")
+    rp.add_argument("--quick", action="store_true", help="a short version for a CPU try (fewer steps)")
+    _add_backend_flags(rp)
+    add_config_flags(rp, RunConfig(), skip=("out_dir", "resume"))
 
     s = sub.add_parser("sample", allow_abbrev=False, help="generate from a trained run")
     s.add_argument("run", help="run directory (or a file inside it)")
@@ -175,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train_cmd(args, RunConfig(), argv)
         if args.command == "run":
             return _train_cmd(args, main_job_config(), argv)
+        if args.command == "sweep":
+            return _sweep_cmd(args, argv)
+        if args.command == "reproduce":
+            return _reproduce_cmd(args, argv)
         if args.command == "sample":
             return _sample_cmd(args)
         if args.command == "evaluate":

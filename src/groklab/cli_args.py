@@ -10,9 +10,9 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from groklab.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from groklab.config import SECTION_CLASSES, RunConfig
 
-SECTIONS = (("data", DataConfig), ("model", ModelConfig), ("optim", OptimConfig), ("train", TrainConfig))
+SECTIONS = tuple(SECTION_CLASSES.items())
 
 
 def _flag_names(name: str, aliases: tuple[str, ...]) -> list[str]:
@@ -67,8 +67,13 @@ def add_config_flags(parser: argparse.ArgumentParser, base: RunConfig, skip: tup
             group.add_argument(*_flag_names(f.name, f.metadata.get("aliases", ())), help=help_text, **kwargs)
 
 
+def given_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the user gave on the command line (flags default to SUPPRESS)."""
+    known = {f.name for _, cls in SECTIONS for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(ns).items() if k in known}
+
+
 def config_from_args(ns: argparse.Namespace, base: RunConfig) -> RunConfig:
     """The base config with every flag the user gave applied (validated by the dataclasses)."""
-    known = {f.name for _, cls in SECTIONS for f in dataclasses.fields(cls)}
-    given = {k: v for k, v in vars(ns).items() if k in known}
+    given = given_fields(ns)
     return base.replace(**given) if given else base

@@ -8,9 +8,12 @@ flags, so a flag cannot exist in one place and not another. Seed-report spelling
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from groklab.errors import GroklabError
 
@@ -208,14 +211,61 @@ class RunConfig:
         return cls(**parts)
 
     def replace(self, **changes: Any) -> "RunConfig":
-        """Replace fields by their flat name (e.g. seed=1, n_layer=3), whichever section holds them."""
+        """Replace fields by their flat name or alias (e.g. seed=1, n_layer=3, p=113), whichever section holds
+        them; values are type-checked (a sweep spec's "3" for an integer field is an error, not a string)."""
         sections = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         per_section: dict[str, dict[str, Any]] = {}
         for name, value in changes.items():
-            owner = next((s for s, obj in sections.items() if hasattr(obj, name)), None)
-            if owner is None:
-                raise ConfigError(f"{name}: no such config field")
-            per_section.setdefault(owner, {})[name] = value
+            owner, canonical, tp = field_info(name)
+            per_section.setdefault(owner, {})[canonical] = _checked(canonical, tp, value)
         for owner, fields in per_section.items():  # one replace a section: validated as a whole
             sections[owner] = dataclasses.replace(sections[owner], **fields)
         return RunConfig(**sections)
+
+
+SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+                                    "train": TrainConfig}
+
+
+def _field_table() -> dict[str, tuple[str, str, Any]]:
+    """Flat name or alias -> (section, field name, type)."""
+    table: dict[str, tuple[str, str, Any]] = {}
+    for section, cls in SECTION_CLASSES.items():
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            for name in (f.name, *f.metadata.get("aliases", ())):
+                table[name] = (section, f.name, hints[f.name])
+    return table
+
+
+def field_info(name: str) -> tuple[str, str, Any]:
+    """(section, canonical name, type) of a flat config field or alias; ConfigError suggests the closest."""
+    table = _field_table()
+    key = name.replace("-", "_") if isinstance(name, str) else name
+    if key not in table:
+        close = difflib.get_close_matches(str(key), table, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{name}: no such config field{hint}")
+    return table[key]
+
+
+def _checked(name: str, tp: Any, value: Any) -> Any:
+    """value if it fits the field's type (an int is accepted for a float); ConfigError otherwise."""
+    allowed = [a for a in get_args(tp)] if get_origin(tp) in (typing.Union, types.UnionType) else [tp]
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    for a in allowed:
+        if get_origin(a) is Literal:
+            if value in get_args(a):
+                return value
+        elif a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        elif a is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        elif a in (bool, str) and type(value) is a:
+            return value
+    want = " or ".join("one of " + ", ".join(map(repr, get_args(a))) if get_origin(a) is Literal
+                       else getattr(a, "__name__", str(a)) for a in allowed if a is not type(None))
+    raise ConfigError(f"{name}: expected {want}, got {value!r}")

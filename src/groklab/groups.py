@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -15,7 +15,7 @@ from groklab.config import RunConfig
 from groklab.dataset import RunData, load_run_data
 from groklab.errors import GroklabError
 from groklab.model import param_layout
-from groklab.train import group_key, resolve_device, train_runs
+from groklab.train import group_key, record_failure, resolve_device, train_runs
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
 
@@ -42,12 +42,15 @@ def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: t
 
 
 def plan_groups(configs: Sequence[RunConfig], datas: Sequence[RunData] | None = None) -> list[list[int]]:
-    """Indices of `configs`, grouped by train.group_key, in first-seen order."""
+    """Indices of `configs`, grouped by train.group_key, then by batch size (a group pads every run to its
+    largest batch, which would make a batch-64 run cost as much as a batch-512 one) and, for runs that
+    resume, by the step they resume from. First-seen order."""
     if datas is None:
         datas = [load_run_data(c.data, c.model) for c in configs]
     groups: dict[tuple, list[int]] = {}
     for i, (cfg, data) in enumerate(zip(configs, datas)):
-        groups.setdefault(group_key(cfg, data), []).append(i)
+        start = ckpt.saved_step(cfg.train.out_dir) if cfg.train.resume else None
+        groups.setdefault((group_key(cfg, data), cfg.train.batch_size, start), []).append(i)
     return list(groups.values())
 
 
@@ -55,12 +58,33 @@ def _written(configs: Sequence[RunConfig]) -> bool:
     return any((Path(c.train.out_dir) / ckpt.CONFIG_FILE).exists() for c in configs)
 
 
+class Progress(Protocol):
+    """What a sweep watches: a chunk of runs starting, steps taken, a chunk's results."""
+
+    def started(self, runs: Sequence[RunConfig]) -> None: ...
+    def steps(self, n: int) -> None: ...
+    def finished(self, runs: Sequence[RunConfig], results: Sequence[dict]) -> None: ...
+
+
 def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
-               log: Callable[[str], None] = print, max_group: int | None = None) -> list[dict]:
-    """Train any number of runs: grouped by shape, chunked to fit memory. Summaries in the input order."""
-    datas = [load_run_data(c.data, c.model) for c in configs]  # once a run: grouping, sizing and training
-    summaries: list[dict | None] = [None] * len(configs)
-    for group in plan_groups(configs, datas):
+               log: Callable[[str], None] = print, max_group: int | None = None,
+               progress: Progress | None = None, isolate: bool = False) -> list[dict]:
+    """Train any number of runs: grouped by shape, chunked to fit memory. Results in the input order.
+    `isolate`: an error in one chunk marks its runs failed (failed.json, with the reason) and the other
+    chunks go on, as a sweep wants; otherwise it propagates."""
+    datas: list[RunData | None] = []
+    results: list[dict | None] = [None] * len(configs)
+    for i, c in enumerate(configs):  # once a run: grouping, sizing and training
+        try:
+            datas.append(load_run_data(c.data, c.model))
+        except GroklabError as e:
+            if not isolate:
+                raise
+            datas.append(None)
+            results[i] = record_failure(c.train.out_dir, f"data: {e}")
+    ok = [i for i, d in enumerate(datas) if d is not None]
+    for group in plan_groups([configs[i] for i in ok], [datas[i] for i in ok]):
+        group = [ok[i] for i in group]
         device = resolve_device(configs[group[0]].train.device)
         size = chunk_size([configs[i] for i in group], [datas[i] for i in group], device)
         if max_group:
@@ -69,20 +93,32 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
         while pending:
             chunk = pending.pop(0)
             chunk_cfgs = [configs[i] for i in chunk]
+            if progress is not None:
+                progress.started(chunk_cfgs)
             try:
-                results = train_runs(chunk_cfgs, argv=argv, log=log, datas=[datas[i] for i in chunk])
+                out = train_runs(chunk_cfgs, argv=argv, log=log, datas=[datas[i] for i in chunk],
+                                 on_steps=progress.steps if progress is not None else None)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 resumable = all(c.train.resume for c in chunk_cfgs)
                 if len(chunk) == 1 or (_written(chunk_cfgs) and not resumable):
-                    raise GroklabError(
+                    error = GroklabError(
                         f"out of GPU memory with a group of {len(chunk)} run(s) after its run directories were "
-                        "written; rerun with --resume (it will split the group) or fewer runs at once"
-                    ) from None
-                half = len(chunk) // 2
-                log(f"out of GPU memory with {len(chunk)} runs at once: splitting into {half} + {len(chunk) - half}")
-                pending[:0] = [chunk[:half], chunk[half:]]
-                continue
-            for i, summary in zip(chunk, results):
-                summaries[i] = summary
-    return [s for s in summaries if s is not None]
+                        "written; rerun with --resume (it will split the group) or fewer runs at once")
+                    if not isolate:
+                        raise error from None
+                    out = [record_failure(c.train.out_dir, str(error)) for c in chunk_cfgs]
+                else:
+                    half = len(chunk) // 2
+                    log(f"out of GPU memory with {len(chunk)} runs at once: splitting into {half} + {len(chunk) - half}")
+                    pending[:0] = [chunk[:half], chunk[half:]]
+                    continue
+            except (GroklabError, RuntimeError, ValueError) as e:
+                if not isolate:
+                    raise
+                out = [record_failure(c.train.out_dir, f"{type(e).__name__}: {e}") for c in chunk_cfgs]
+            if progress is not None:
+                progress.finished(chunk_cfgs, out)
+            for i, result in zip(chunk, out):
+                results[i] = result
+    return [r for r in results if r is not None]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import platform
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from groklab.plots import plot_curves
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+FAILED_FILE = "failed.json"
 CURVES_FILE = "curves.png"
 SPLITS = ("train", "val", "test")
 
@@ -74,6 +77,7 @@ class Member:
     run_dir: Path
     data: RunData
     history: list[dict] = field(default_factory=list)
+    failed: dict | None = None  # {"step", "reason"} once the run has gone non-finite; it is then left alone
 
 
 def group_key(cfg: RunConfig, data: RunData) -> tuple:
@@ -114,7 +118,7 @@ def _prepare_dirs(members: Sequence[Member], argv: list[str] | None, device: tor
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "group_size": E, "engine": engine_path,
+            "group_size": E, "engine": engine_path, "host": platform.node(), "pid": os.getpid(), "resumes": [],
         })
         (m.run_dir / METRICS_FILE).unlink(missing_ok=True)
         # config last: a directory with config.json is a run that can be resumed or sampled
@@ -142,6 +146,8 @@ def _load_history(path: Path, upto: int) -> list[dict]:
 
 def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step: int) -> None:
     for e, m in enumerate(members):
+        if m.failed:  # keep its last finite checkpoint
+            continue
         weights = model.member_state(e)  # host sync: copies this run's rows to the CPU
         ckpt.save_state(m.run_dir, weights, engine.member_state(e), step, {"group_size": len(members)})
         ckpt.save_weights(m.run_dir, weights, step)
@@ -149,9 +155,12 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
 
 
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
-               log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None) -> list[dict]:
-    """Train these runs as one group and return their summaries (also written to each run's summary.json).
-    `datas`: each run's data, if the caller has already loaded it."""
+               log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
+               on_steps: Callable[[int], None] | None = None) -> list[dict]:
+    """Train these runs as one group and return their summaries (also written to each run's summary.json);
+    a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
+    `datas`: each run's data, if the caller has already loaded it. `on_steps(n)`: called as steps are taken,
+    instead of the progress bar and the printed evaluation lines (which then go to `log`): a sweep's hook."""
     if datas is None:
         datas = [load_run_data(c.data, c.model) for c in configs]
     members = [Member(c, Path(c.train.out_dir), d) for c, d in zip(configs, datas)]
@@ -187,6 +196,7 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                 raise GroklabError("runs of this group were saved at different steps; resume them separately")
             start = meta["step"]
             m.history = _load_history(m.run_dir / METRICS_FILE, start)
+            _note_resume(m.run_dir, start)
             # evaluations after the checkpoint will be redone: drop them from the file now
             atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
         log(f"resuming {E} run(s) from step {start:,}")
@@ -206,11 +216,13 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     from tqdm import tqdm
 
     bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
-               disable=None if tcfg.progress else True, file=sys.stderr)
+               disable=None if tcfg.progress and on_steps is None else True, file=sys.stderr)
+    say = log if on_steps is not None else None
     t0 = time.time() - (members[0].history[-1]["elapsed_s"] if members[0].history else 0.0)
     step = start
     try:
         for target in schedule:
+            before = step
             while step < target:
                 loss = engine.step()
                 step += 1
@@ -219,7 +231,11 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                     log(f"step {step}: batch loss " + " ".join(f"{v:.4f}" for v in loss.tolist()))  # host sync
                 if step % tcfg.checkpoint_interval == 0 and step != target:
                     _save_checkpoint(members, model, engine, step)
-            _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, log)
+            if on_steps is not None:
+                on_steps(step - before)
+            _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
+            if all(m.failed for m in members):
+                break
             done = _confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold)
             if step % tcfg.checkpoint_interval == 0 or step == tcfg.max_steps or done:
                 _save_checkpoint(members, model, engine, step)
@@ -232,31 +248,66 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
         _save_checkpoint(members, model, engine, step)
         raise GroklabError(f"interrupted at step {step:,}; state saved, continue with the same command and --resume")
     bar.close()
-    return [_finish(m, device, time.time() - t0, log) for m in members]
+    if on_steps is not None and step < tcfg.max_steps:
+        on_steps(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
+    return [m.failed if m.failed else _finish(m, device, time.time() - t0, log) for m in members]
+
+
+def _note_resume(run_dir: Path, step: int) -> None:
+    """meta.json keeps when and where a run was resumed (a sweep resumes runs on other hosts)."""
+    meta_path = run_dir / "meta.json"
+    meta = ckpt.read_json(meta_path) if meta_path.exists() else {}
+    meta.setdefault("resumes", []).append({"step": step, "host": platform.node(), "pid": os.getpid(),
+                                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(meta_path, meta)
 
 
 def _confirmed_grokked(members: Sequence[Member], k: int, threshold: float) -> bool:
-    """Early stop: every run's last k evaluations all have val accuracy >= threshold."""
+    """Early stop: every (healthy) run's last k evaluations all have val accuracy >= threshold."""
     if k <= 0:
         return False
-    return all(len(m.history) >= k and all(h["val_acc"] >= threshold for h in m.history[-k:]) for m in members)
+    return all(len(m.history) >= k and all(h["val_acc"] >= threshold for h in m.history[-k:])
+               for m in members if not m.failed)
+
+
+def record_failure(run_dir: str | Path, reason: str, step: int | None = None) -> dict:
+    """failed.json in the run's folder: why and when it stopped (a sweep reports it and does not retry it)."""
+    failure = {"status": "failed", "run_dir": str(run_dir), "step": step, "reason": reason}
+    write_json(Path(run_dir) / FAILED_FILE, failure)
+    return failure
 
 
 def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: int, elapsed: float, bar,
-                  log: Callable[[str], None]) -> None:
+                  log: Callable[[str], None] | None) -> None:
+    """Evaluate every run; a run whose weights or losses are no longer finite is marked failed here."""
     results = {split: evaluate(model, stacked) for split, stacked in eval_sets.items()}
     results = {s: (loss.tolist(), acc.tolist()) for s, (loss, acc) in results.items()}  # host sync
+    finite_weights = torch.isfinite(model.flat).all(dim=1).tolist()  # host sync
     for e, m in enumerate(members):
+        if m.failed:
+            continue
         row = {"step": step, "elapsed_s": round(elapsed, 3)}
         for split in SPLITS:
             has = split in results and len(m.data.splits[split]) > 0
             row[f"{split}_loss"] = results[split][0][e] if has else None
             row[f"{split}_acc"] = results[split][1][e] if has else None
+        bad = [k for k, v in row.items() if k.endswith("_loss") and v is not None and not math.isfinite(v)]
+        if bad or not finite_weights[e]:
+            what = "weights" if not finite_weights[e] else bad[0].replace("_", " ")
+            m.failed = record_failure(m.run_dir, f"non-finite {what} at step {step:,}", step)
+            if log is not None or bar.disable:
+                (log or print)(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on")
+            else:
+                bar.write(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on", file=sys.stderr)
+            continue
         m.history.append(row)
         with open(m.run_dir / METRICS_FILE, "a") as f:  # append-only, one line an evaluation: crash-safe
             f.write(json.dumps(row) + "\n")
-    val = [m.history[-1]["val_acc"] for m in members]
-    train = [m.history[-1]["train_acc"] for m in members]
+    healthy = [m for m in members if not m.failed]
+    if not healthy:
+        return
+    val = [m.history[-1]["val_acc"] for m in healthy]
+    train = [m.history[-1]["train_acc"] for m in healthy]
     if len(members) == 1:
         r = members[0].history[-1]
         bar.set_postfix(train_acc=f"{r['train_acc']:.3f}", val_acc=f"{r['val_acc']:.3f}", refresh=False)
@@ -267,7 +318,9 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
         line = (f"step {step}: train acc mean {sum(train) / len(train):.3f} | val acc mean {sum(val) / len(val):.3f}"
                 f" min {min(val):.3f} max {max(val):.3f}")
         bar.set_postfix(val_acc_mean=f"{sum(val) / len(val):.3f}", refresh=False)
-    if bar.disable:
+    if log is not None:
+        log(line)
+    elif bar.disable:
         print(line, flush=True)
     else:
         bar.write(line, file=sys.stderr)
@@ -275,7 +328,7 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
 
 def _finish(m: Member, device: torch.device, wall: float, log: Callable[[str], None]) -> dict:
     summary = grokking_summary(m.history, m.cfg.train.grok_threshold)
-    summary.update({"run_dir": str(m.run_dir), "steps": m.history[-1]["step"] if m.history else 0,
+    summary.update({"status": "done", "run_dir": str(m.run_dir), "steps": m.history[-1]["step"] if m.history else 0,
                     "wall_time_s": round(wall, 2), "device": str(device)})
     write_json(m.run_dir / SUMMARY_FILE, summary)
     if m.cfg.train.plot and m.history:

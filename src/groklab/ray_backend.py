@@ -1,0 +1,92 @@
+"""`--backend ray`: engine groups as Ray tasks, for a sweep across many machines (`pip install 'groklab[ray]'`).
+
+Each group becomes one task that asks for `gpus_per_group` of a GPU (where the cluster has GPUs) and one
+CPU. A task whose worker dies (pre-emption, OOM kill, a lost node) is retried by Ray; the retry calls the
+same `ready_to_train` as a re-run command, so it resumes from the group's last checkpoint. The sweep folder
+must be on storage that every node sees (NFS or similar), as for any Ray job that writes checkpoints.
+`--address` joins a running cluster (`ray start --head` on one machine, `ray start --address=...` on the
+others); without it a local Ray instance is started for this sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from groklab.checkpoint import saved_step
+from groklab.config import RunConfig
+from groklab.errors import GroklabError
+
+TASK_RETRIES = 3  # of a group whose worker died; Python errors are recorded per run instead
+
+
+def _train_group(config_dicts: list[dict], argv: list[str] | None, retry_failed: bool, log_path: str) -> list[dict]:
+    """Runs on a Ray worker: train (or resume) one group; returns each run's summary or failure."""
+    from groklab.groups import train_many
+    from groklab.sweep import ready_to_train
+
+    def log(line: str) -> None:
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+
+    configs = [RunConfig.from_dict(d) for d in config_dicts]
+    todo = [c for c in (ready_to_train(c, retry_failed) for c in configs) if c is not None]
+    return train_many(todo, argv=argv, log=log, isolate=True) if todo else []
+
+
+def plan_tasks(configs: Sequence[RunConfig], max_group: int | None) -> list[list[RunConfig]]:
+    """The groups a local sweep would train, split into tasks of at most `max_group` runs (the driver cannot
+    see the workers' GPU memory, so it does not size groups from it)."""
+    from groklab.dataset import load_run_data
+    from groklab.groups import plan_groups
+
+    datas = [load_run_data(c.data, c.model) for c in configs]
+    size = max_group or 256
+    tasks = []
+    for group in plan_groups(configs, datas):
+        tasks += [[configs[i] for i in group[k : k + size]] for k in range(0, len(group), size)]
+    return tasks
+
+
+def train_on_ray(configs: Sequence[RunConfig], argv: list[str] | None, address: str | None, gpus_per_group: float,
+                 max_group: int | None, retry_failed: bool, progress, log: Callable[[str], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise GroklabError("--backend ray needs Ray: pip install 'groklab[ray]'") from None
+    if not configs:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        wants_gpu = any(c.train.device != "cpu" for c in configs) and gpus > 0
+        remote = ray.remote(_train_group).options(
+            num_cpus=1, num_gpus=gpus_per_group if wants_gpu else 0, max_retries=TASK_RETRIES, retry_exceptions=False,
+        )
+        tasks = plan_tasks(configs, max_group)
+        log_path = str(Path(configs[0].train.out_dir).parents[2] / "sweep.log")
+        pending = {}
+        for task in tasks:
+            ref = remote.remote([c.to_dict() for c in task], argv, retry_failed, log_path)
+            # the run-steps this task owes, for the live line (it reports only when it ends)
+            pending[ref] = (task, sum(c.train.max_steps - (saved_step(c.train.out_dir) or 0) for c in task))
+        log(f"ray: {len(tasks)} group task(s) on {ray.cluster_resources().get('CPU', 0):g} CPU(s), {gpus:g} GPU(s)")
+        for task in tasks:
+            progress.started(task)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            for ref in ready:
+                task, owed = pending.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except ray.exceptions.RayError as e:  # retries exhausted: record it, keep the others going
+                    from groklab.train import record_failure
+
+                    out = [record_failure(c.train.out_dir, f"ray task failed: {type(e).__name__}") for c in task]
+                progress.run_steps(owed)
+                progress.finished(task, out)
+    finally:
+        if started_here:
+            ray.shutdown()
