@@ -126,7 +126,7 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     spec = load_spec(args.spec)
     counts = run_sweep(spec, args.out, given_fields(args), backend=args.backend, address=args.address,
                        gpus_per_group=args.gpus_per_group, retry_failed=args.retry_failed, max_group=args.max_group,
-                       argv=["groklab", *argv])
+                       concurrent_groups=args.concurrent_groups, argv=["groklab", *argv])
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -135,7 +135,7 @@ def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     counts = reproduce(args.study, args.out, quick=args.quick, overrides=given_fields(args), backend=args.backend,
                        address=args.address, gpus_per_group=args.gpus_per_group, max_group=args.max_group,
-                       argv=["groklab", *argv])
+                       concurrent_groups=args.concurrent_groups, argv=["groklab", *argv])
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -148,6 +148,8 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
                    help="Ray: the GPU share each group asks for, e.g. 0.25 packs four groups on a GPU (default 1)")
     p.add_argument("--max_group", "--max-group", type=int, default=None,
                    help="at most this many runs in one engine group (default: as many as fit)")
+    p.add_argument("--concurrent_groups", "--concurrent-groups", type=int, default=None,
+                   help="local backend: engine groups trained at once (default 4 on a GPU, 1 on a CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -219,7 +219,8 @@ class Engine:
                 for t, s in zip(state, saved):
                     t.copy_(s)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: other threads may train their own groups (and sync their streams) meanwhile
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 loss = self._eager_step()
         except RuntimeError as exc:  # e.g. an op that cannot be captured on this build
             with torch.no_grad():

@@ -5,6 +5,7 @@ after another. Nothing here trains: `train_runs` does, for each chunk."""
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -31,14 +32,15 @@ def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) 
     return 4 * 4 * n_params + activations + data
 
 
-def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: torch.device) -> int:
+def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: torch.device,
+               share: float = MEMORY_SHARE) -> int:
     """How many of these (same-shape) runs fit the device at once; all of them on the CPU."""
     if device.type != "cuda" or not configs:
         return max(len(configs), 1)
     per_run = max(bytes_per_run(c, d.block_size, d.tokenizer.vocab_size, sum(len(x) for x in d.splits.values()))
                   for c, d in zip(configs, datas))
     free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(len(configs), int(free * MEMORY_SHARE) // per_run))
+    return max(1, min(len(configs), int(free * share) // per_run))
 
 
 def plan_groups(configs: Sequence[RunConfig], datas: Sequence[RunData] | None = None) -> list[list[int]]:
@@ -59,17 +61,26 @@ def _written(configs: Sequence[RunConfig]) -> bool:
 
 
 class Progress(Protocol):
-    """What a sweep watches: a chunk of runs starting, steps taken, a chunk's results."""
+    """What a sweep watches: a chunk of runs starting, steps taken (summed over runs), a chunk's results."""
 
     def started(self, runs: Sequence[RunConfig]) -> None: ...
-    def steps(self, n: int) -> None: ...
+    def run_steps(self, n: int) -> None: ...
     def finished(self, runs: Sequence[RunConfig], results: Sequence[dict]) -> None: ...
+
+
+def concurrent_groups(requested: int | None, device: torch.device) -> int:
+    """How many engine groups train at once: several on a GPU (small groups leave most of it idle, and
+    their CUDA graphs overlap on separate streams), one on a CPU (its cores are already busy)."""
+    if requested:
+        return requested
+    return 4 if device.type == "cuda" else 1
 
 
 def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, max_group: int | None = None,
-               progress: Progress | None = None, isolate: bool = False) -> list[dict]:
-    """Train any number of runs: grouped by shape, chunked to fit memory. Results in the input order.
+               progress: Progress | None = None, isolate: bool = False, concurrent: int | None = None) -> list[dict]:
+    """Train any number of runs: grouped by shape, chunked to fit memory, `concurrent` chunks at a time
+    (default: 4 on a GPU, each in its own thread and CUDA stream; 1 on a CPU). Results in the input order.
     `isolate`: an error in one chunk marks its runs failed (failed.json, with the reason) and the other
     chunks go on, as a sweep wants; otherwise it propagates."""
     datas: list[RunData | None] = []
@@ -83,42 +94,69 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
             datas.append(None)
             results[i] = record_failure(c.train.out_dir, f"data: {e}")
     ok = [i for i, d in enumerate(datas) if d is not None]
+    if not ok:
+        return [r for r in results if r is not None]
+    device = resolve_device(configs[ok[0]].train.device)
+    workers = min(concurrent_groups(concurrent, device), len(ok))
+    chunks: list[list[int]] = []
     for group in plan_groups([configs[i] for i in ok], [datas[i] for i in ok]):
         group = [ok[i] for i in group]
-        device = resolve_device(configs[group[0]].train.device)
-        size = chunk_size([configs[i] for i in group], [datas[i] for i in group], device)
+        size = chunk_size([configs[i] for i in group], [datas[i] for i in group], resolve_device(
+            configs[group[0]].train.device), share=MEMORY_SHARE / workers)
         if max_group:
             size = min(size, max_group)
-        pending = [group[i : i + size] for i in range(0, len(group), size)]
+        chunks += [group[i : i + size] for i in range(0, len(group), size)]
+
+    def train_chunk(chunk: list[int], tag: str) -> None:
+        chunk_log = (lambda line: log(tag + line)) if tag else log
+        pending = [chunk]
         while pending:
-            chunk = pending.pop(0)
-            chunk_cfgs = [configs[i] for i in chunk]
+            part = pending.pop(0)
+            cfgs = [configs[i] for i in part]
             if progress is not None:
-                progress.started(chunk_cfgs)
+                progress.started(cfgs)
             try:
-                out = train_runs(chunk_cfgs, argv=argv, log=log, datas=[datas[i] for i in chunk],
-                                 on_steps=progress.steps if progress is not None else None)
+                out = train_runs(cfgs, argv=argv, log=chunk_log, datas=[datas[i] for i in part],
+                                 on_steps=(lambda n, k=len(part): progress.run_steps(n * k)) if progress else None)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                resumable = all(c.train.resume for c in chunk_cfgs)
-                if len(chunk) == 1 or (_written(chunk_cfgs) and not resumable):
+                if len(part) == 1 or (_written(cfgs) and not all(c.train.resume for c in cfgs)):
                     error = GroklabError(
-                        f"out of GPU memory with a group of {len(chunk)} run(s) after its run directories were "
+                        f"out of GPU memory with a group of {len(part)} run(s) after its run directories were "
                         "written; rerun with --resume (it will split the group) or fewer runs at once")
                     if not isolate:
                         raise error from None
-                    out = [record_failure(c.train.out_dir, str(error)) for c in chunk_cfgs]
+                    out = [record_failure(c.train.out_dir, str(error)) for c in cfgs]
                 else:
-                    half = len(chunk) // 2
-                    log(f"out of GPU memory with {len(chunk)} runs at once: splitting into {half} + {len(chunk) - half}")
-                    pending[:0] = [chunk[:half], chunk[half:]]
+                    half = len(part) // 2
+                    chunk_log(f"out of GPU memory with {len(part)} runs at once: splitting into {half} + "
+                              f"{len(part) - half}")
+                    if progress is not None:
+                        progress.finished(cfgs, [])
+                    pending[:0] = [part[:half], part[half:]]
                     continue
             except (GroklabError, RuntimeError, ValueError) as e:
                 if not isolate:
                     raise
-                out = [record_failure(c.train.out_dir, f"{type(e).__name__}: {e}") for c in chunk_cfgs]
+                out = [record_failure(c.train.out_dir, f"{type(e).__name__}: {e}") for c in cfgs]
             if progress is not None:
-                progress.finished(chunk_cfgs, out)
-            for i, result in zip(chunk, out):
+                progress.finished(cfgs, out)
+            for i, result in zip(part, out):
                 results[i] = result
+
+    if workers <= 1:
+        for chunk in chunks:
+            train_chunk(chunk, "")
+    else:
+        def in_own_stream(k: int, chunk: list[int]) -> None:
+            if device.type != "cuda":
+                train_chunk(chunk, f"[group {k + 1}/{len(chunks)}] ")
+                return
+            with torch.cuda.stream(torch.cuda.Stream(device)):
+                train_chunk(chunk, f"[group {k + 1}/{len(chunks)}] ")
+                torch.cuda.current_stream().synchronize()
+
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(in_own_stream, k, c) for k, c in enumerate(chunks)]:
+                f.result()  # re-raise what a chunk raised (only without `isolate`)
     return [r for r in results if r is not None]

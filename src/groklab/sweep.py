@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,8 +135,7 @@ class LiveLine:
         self.bar = tqdm(total=total, initial=done_steps, unit="step", desc=name, dynamic_ncols=True, disable=None,
                         file=sys.stderr, bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {postfix} · "
                                                     "{n_fmt}/{total_fmt} run-steps · {elapsed}<{remaining}")
-        self._group = 1
-        self._show()
+        self._lock = threading.Lock()  # groups may train in threads
 
     def _show(self) -> None:
         text = f"{self.done}/{self.total_runs} done · {self.running} running · {self.failed} failed"
@@ -145,23 +145,21 @@ class LiveLine:
             self.bar.set_postfix_str(text)
 
     def started(self, runs: Sequence[RunConfig]) -> None:
-        self.running += len(runs)
-        self._group = len(runs)
-        self._show()
-
-    def steps(self, n: int) -> None:
-        """n steps of the group now training (in-process backend)."""
-        self.bar.update(n * self._group)
+        with self._lock:
+            self.running += len(runs)
+            self._show()
 
     def run_steps(self, n: int) -> None:
         """n steps summed over runs (a Ray task reports only when it ends)."""
-        self.bar.update(n)
+        with self._lock:
+            self.bar.update(n)
 
     def finished(self, runs: Sequence[RunConfig], results: Sequence[dict]) -> None:
-        self.running -= len(runs)
-        self.done += sum(r.get("status") == "done" for r in results)
-        self.failed += sum(r.get("status") == "failed" for r in results)
-        self._show()
+        with self._lock:
+            self.running -= len(runs)
+            self.done += sum(r.get("status") == "done" for r in results)
+            self.failed += sum(r.get("status") == "failed" for r in results)
+            self._show()
 
     def close(self) -> None:
         self.bar.close()
@@ -169,7 +167,8 @@ class LiveLine:
 
 def run_sweep(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | None = None, *,
               backend: str = "local", address: str | None = None, gpus_per_group: float = 1.0,
-              retry_failed: bool = False, max_group: int | None = None, argv: Sequence[str] | None = None,
+              retry_failed: bool = False, max_group: int | None = None, concurrent_groups: int | None = None,
+              argv: Sequence[str] | None = None,
               echo: Callable[[str], None] = print) -> dict[str, int]:
     """Train every run of the spec that is not done yet; returns counts by status. Results go to
     `out/results/` (Parquet) if pandas and pyarrow are installed."""
@@ -193,7 +192,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | N
             from groklab.groups import train_many
 
             train_many(todo, argv=list(argv) if argv else None, log=log, max_group=max_group, progress=live,
-                       isolate=True)
+                       isolate=True, concurrent=concurrent_groups)
         elif backend == "ray":
             from groklab.ray_backend import train_on_ray
 

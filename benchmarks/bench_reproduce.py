@@ -1,0 +1,92 @@
+"""Wall time of `groklab reproduce STUDY` against the seeds' way of running it (each run alone, an eager
+nanoGPT-style loop, one after another).
+
+The seeds' way is not run in full (seed 000's study is 36 runs × 100k steps): its per-step time is measured
+for every distinct run shape of the study (depth, batch, data) and extrapolated to the study's step count.
+Evaluation is left out of that estimate, which favours the baseline.
+
+    python benchmarks/bench_reproduce.py                      # full study (on a GPU)
+    python benchmarks/bench_reproduce.py --max_steps 3000     # a slice, to extrapolate from
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from common import machine, window
+
+from groklab.dataset import load_run_data
+from groklab.reference import ReferenceGPT, make_optimizer, reference_step
+from groklab.reproduce import reproduce, study_spec
+from groklab.train import resolve_device
+
+
+def eager_ms_per_step(cfg, device: torch.device, steps: int = 100) -> float:
+    """One run of this config in a nanoGPT-style eager loop (host-side batches, fused AdamW)."""
+    data = load_run_data(cfg.data, cfg.model)
+    mcfg = cfg.model.__class__(**{**cfg.model.__dict__, "block_size": data.block_size})
+    torch.manual_seed(cfg.train.seed)
+    ref = ReferenceGPT(mcfg, data.tokenizer.vocab_size).to(device)
+    opt = make_optimizer(ref, cfg.optim, fused=device.type == "cuda")
+    X, Y = data.splits["train"].inputs, data.splits["train"].targets
+
+    def step() -> None:
+        ix = torch.randint(len(X), (cfg.train.batch_size,))
+        x, y = X[ix], Y[ix]
+        if device.type == "cuda":
+            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        reference_step(ref, opt, x, y)
+
+    window(step, device, 20)  # warm-up
+    return min(window(step, device, steps) for _ in range(3))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default="seed-000")
+    ap.add_argument("--out", default="out/bench-reproduce")
+    ap.add_argument("--max_steps", type=int, default=None, help="train a slice of every run (default: full)")
+    ap.add_argument("--concurrent_groups", type=int, default=None)
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args()
+    device = resolve_device("auto")
+    runs = study_spec(args.study).expand({"max_steps": args.max_steps} if args.max_steps else None)
+    report: dict = {"machine": machine(device), "study": args.study, "runs": len(runs),
+                    "max_steps": runs[0].config.train.max_steps}
+
+    if not args.no_baseline:
+        shapes = Counter()
+        example = {}
+        for r in runs:
+            c = r.config
+            key = (c.data.operators, c.data.prime, c.model.n_layer, c.train.batch_size)
+            shapes[key] += c.train.max_steps
+            example[key] = c
+        per_shape = {}
+        total_s = 0.0
+        for key, steps in shapes.items():
+            ms = eager_ms_per_step(example[key], device)
+            per_shape[f"op {key[0]} p {key[1]} layers {key[2]} batch {key[3]}"] = round(ms, 3)
+            total_s += ms * steps / 1000
+        report["eager_ms_per_step"] = per_shape
+        report["eager_estimate_s"] = round(total_s, 1)
+
+    t0 = time.perf_counter()
+    counts = reproduce(args.study, args.out, overrides={"max_steps": args.max_steps} if args.max_steps else None,
+                       concurrent_groups=args.concurrent_groups, echo=lambda line: None)
+    report["groklab_wall_s"] = round(time.perf_counter() - t0, 1)
+    report["status"] = counts
+    if "eager_estimate_s" in report:
+        report["speedup"] = round(report["eager_estimate_s"] / report["groklab_wall_s"], 1)
+    print(json.dumps(report, indent=2))
+    Path(args.out, "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
