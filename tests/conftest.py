@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+import reliability as ledger
+
 
 @pytest.fixture(autouse=True)
 def _deterministic():
@@ -9,3 +11,23 @@ def _deterministic():
     torch.manual_seed(0)
     yield
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture
+def reliability(request):
+    """reliability(area, fault, outcome): add a row to docs/reliability.md (see tests/reliability.py)."""
+    test = request.node.nodeid.split("::", 1)[-1]
+
+    def record(area: str, fault: str, outcome: str) -> None:
+        ledger.ENTRIES.append(ledger.Entry(area, fault, str(outcome), test))
+
+    return record
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # only a complete, passing run of the whole suite rewrites the ledger (a -k subset would shrink it)
+    cfg = session.config
+    whole = not cfg.option.keyword and not cfg.option.markexpr and not cfg.args[1:] and \
+        all(a.rstrip("/").endswith("tests") for a in cfg.args)
+    if exitstatus == 0 and whole and ledger.ENTRIES and not cfg.option.collectonly:
+        ledger.write_doc()

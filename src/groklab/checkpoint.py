@@ -66,7 +66,10 @@ def saved_step(run_dir: str | Path) -> int | None:
     path = Path(run_dir) / STATE_FILE
     try:
         with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            n = int.from_bytes(f.read(8), "little")
+            if n > path.stat().st_size - 8:  # a torn or foreign file: never trust the length it claims
+                raise ValueError(f"header length {n} exceeds the file")
+            header = json.loads(f.read(n))
         return int(json.loads(header["__metadata__"]["meta"])["step"])
     except FileNotFoundError:
         return None

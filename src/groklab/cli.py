@@ -58,6 +58,7 @@ def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
 
 def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -> int:
     from groklab.groups import train_many
+    from groklab.train import unfinished
 
     cfg = _positional_source(getattr(args, "path", None), config_from_args(args, base))
     if not cfg.data.has_source:
@@ -72,6 +73,12 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
             raise GroklabError("--seeds: each seed once")
         out = Path(cfg.train.out_dir)
         configs = [cfg.replace(seed=s, out_dir=str(out / f"seed{s}")) for s in seeds]
+    for i, c in enumerate(configs):  # the same command after a kill continues the run
+        step = None if c.train.resume else unfinished(c.train.out_dir)
+        if step is not None:
+            print(f"{c.train.out_dir} holds this run, stopped at step {step:,}: resuming it "
+                  "(a different --out_dir starts anew)", file=sys.stderr)
+            configs[i] = c.replace(resume=True)
     summaries = train_many(configs, argv=["groklab", *argv])
     for s in summaries:
         grok = s["steps_to_grok"]

@@ -167,6 +167,7 @@ class TrainConfig:
     plot: bool = field(default=True, metadata=doc("write curves.png at the end"))
 
     def __post_init__(self) -> None:
+        _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
         _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
         _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
         _require(

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: str | bytes, sync: bool = True) -> None:
+    """`sync=False` skips the fsyncs: still old-or-new if the process is killed (rename is atomic), but a
+    power cut may lose the latest version. For files rewritten often, whose durable copy comes later."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -20,11 +22,14 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not sync:
+        return
     with contextlib.suppress(OSError):  # persist the rename too; not possible everywhere (Windows)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -99,11 +99,21 @@ def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
 
 
 def _refuse_overwrite(members: Sequence[Member]) -> None:
+    """A finished or resumable run is never overwritten; a folder whose run was killed before its first
+    checkpoint holds nothing to keep, and is started over."""
     for m in members:
-        if (m.run_dir / ckpt.CONFIG_FILE).exists():
+        if (m.run_dir / SUMMARY_FILE).exists() or (m.run_dir / ckpt.STATE_FILE).exists():
             raise GroklabError(
                 f"{m.run_dir} already holds a run; use --resume to continue it, or choose another --out_dir"
             )
+
+
+def unfinished(run_dir: str | Path) -> int | None:
+    """The checkpointed step of a run that was stopped before its end (killed, interrupted); else None."""
+    run_dir = Path(run_dir)
+    if (run_dir / SUMMARY_FILE).exists() or (run_dir / FAILED_FILE).exists():
+        return None
+    return ckpt.saved_step(run_dir)
 
 
 def _prepare_dirs(members: Sequence[Member], argv: list[str] | None, device: torch.device, E: int,
@@ -137,11 +147,26 @@ def _check_resumable(m: Member) -> None:
                 )
 
 
+def _write_history(m: Member, sync: bool = False) -> None:
+    """The whole metrics file, rewritten atomically at each evaluation (a few hundred lines at most): a kill
+    at any instant leaves the previous file or the new one, never a torn line. fsynced with each checkpoint."""
+    atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history), sync=sync)
+
+
 def _load_history(path: Path, upto: int) -> list[dict]:
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= upto]
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            keep = int(row["step"]) <= upto
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise GroklabError(f"{path}:{n}: not a metrics line written by groklab; it was not loaded "
+                               "(move the file away to resume without the earlier history)") from None
+        if keep:
+            rows.append(row)
+    return rows
 
 
 def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step: int) -> None:
@@ -151,7 +176,7 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
         weights = model.member_state(e)  # host sync: copies this run's rows to the CPU
         ckpt.save_state(m.run_dir, weights, engine.member_state(e), step, {"group_size": len(members)})
         ckpt.save_weights(m.run_dir, weights, step)
-        atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
+        _write_history(m, sync=True)
 
 
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
@@ -183,6 +208,9 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
         if any(len(p) for p in parts):
             eval_sets[split] = stack(parts, mcfg.block_size).to(device)
 
+    # the global generator drives dropout only; seeded so that a run is the same in any process (torch seeds
+    # it at random per process otherwise), and restored from the checkpoint on resume
+    torch.manual_seed(members[0].cfg.train.seed)
     start = 0
     if tcfg.resume:
         for e, m in enumerate(members):
@@ -198,7 +226,7 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
             m.history = _load_history(m.run_dir / METRICS_FILE, start)
             _note_resume(m.run_dir, start)
             # evaluations after the checkpoint will be redone: drop them from the file now
-            atomic_write(m.run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in m.history))
+            _write_history(m)
         log(f"resuming {E} run(s) from step {start:,}")
     else:
         _refuse_overwrite(members)
@@ -301,8 +329,7 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
                 bar.write(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on", file=sys.stderr)
             continue
         m.history.append(row)
-        with open(m.run_dir / METRICS_FILE, "a") as f:  # append-only, one line an evaluation: crash-safe
-            f.write(json.dumps(row) + "\n")
+        _write_history(m)
     healthy = [m for m in members if not m.failed]
     if not healthy:
         return

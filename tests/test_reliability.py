@@ -1,0 +1,133 @@
+"""Faults injected for real: kill -9 at random moments, torn and foreign files, a run that diverges inside a
+group. Each case adds its observed outcome to docs/reliability.md."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from groklab import checkpoint as ckpt
+from groklab.cli import main
+from groklab.errors import GroklabError
+from groklab.train import train_runs
+from helpers import tiny_config
+
+TRAIN = ["train", "--operators", "+", "--prime", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
+         "--batch_size", "8", "--max_steps", "1500", "--checkpoint_interval", "50", "--eval_points_per_decade", "6",
+         "--train_fraction", "0.6", "--val_fraction", "0.2", "--no_plot", "--no_progress"]
+
+
+def groklab(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "groklab", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
+
+
+def rows(run: Path):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_path, reliability):
+    t0 = time.time()
+    ref = groklab(*TRAIN, "--out_dir", str(tmp_path / "ref"))
+    assert ref.wait() == 0, ref.stderr.read()
+    wall = time.time() - t0
+
+    rng = random.Random(int(os.environ.get("GROKLAB_KILL_SEED", "7")))
+    cmd = [*TRAIN, "--out_dir", str(tmp_path / "killed")]
+    kills = []
+    for _ in range(3):
+        proc = groklab(*cmd)
+        time.sleep(rng.uniform(0.35, 0.9) * wall)  # startup (imports) is part of the window too
+        if proc.poll() is not None:  # finished before the kill: nothing was interrupted
+            break
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills.append(ckpt.saved_step(tmp_path / "killed"))
+    last = groklab(*cmd)
+    assert last.wait() == 0, last.stderr.read()
+    assert kills and any(k for k in kills), f"no kill landed after a checkpoint: {kills}"
+
+    a, b = tmp_path / "ref", tmp_path / "killed"
+    assert strip(rows(a)) == strip(rows(b))
+    for name in ("model.safetensors", "state.safetensors"):
+        x, y = load_file(a / name), load_file(b / name)
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+    resumes = json.loads((b / "meta.json").read_text())["resumes"]
+    reliability("training run", f"SIGKILL of `groklab train` at {len(kills)} random moments, then the same command",
+                f"resumed from checkpoints at steps {[r['step'] for r in resumes]}; final weights, Adam state and "
+                f"all {len(rows(b))} evaluations bit-identical to an uninterrupted run")
+
+
+def test_a_diverging_run_fails_alone_and_its_group_goes_on(tmp_path, reliability):
+    good = [tiny_config(tmp_path / f"g{s}", seed=s, max_steps=60) for s in (1, 2)]
+    bad = tiny_config(tmp_path / "bad", seed=3, max_steps=60, learning_rate=1e4)
+    out = train_runs([good[0], bad, good[1]], log=lambda _: None)
+    assert [r["status"] for r in out] == ["done", "failed", "done"]
+    failure = json.loads((tmp_path / "bad/failed.json").read_text())
+    assert failure["step"] is not None and "non-finite" in failure["reason"]
+    assert not (tmp_path / "bad/summary.json").exists()
+    alone = train_runs([tiny_config(tmp_path / f"a{s}", seed=s, max_steps=60) for s in (1, 2)], log=lambda _: None)
+    for s, together in zip((1, 2), (out[0], out[2])):
+        assert strip(rows(tmp_path / f"g{s}")) == strip(rows(tmp_path / f"a{s}"))
+        assert together["final"]["val_loss"] == alone[s - 1]["final"]["val_loss"]
+    reliability("training run", "learning rate 1e4 planted in one run of a group of three",
+                f"that run stopped and marked failed ({failure['reason']}); the other two ran all 60 steps with "
+                "metrics identical to the same runs trained without it")
+
+
+def test_torn_and_foreign_files_are_reported_not_loaded(tmp_path, capsys, reliability):
+    cfg = tiny_config(tmp_path / "run", max_steps=20)
+    train_runs([cfg], log=lambda _: None)
+    run = tmp_path / "run"
+    (run / "summary.json").unlink()  # as if killed: resumable again
+    resume = ["train", "--operators", "+", "--prime", "7", "--out_dir", str(run), "--resume"]
+
+    def attempt(fault: str, damage) -> str:
+        saved = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+        damage()
+        with pytest.raises(GroklabError) as err:
+            train_runs([cfg.replace(resume=True)], log=lambda _: None)
+        for name, data in saved.items():
+            (run / name).write_bytes(data)
+        reliability("run folder on start", fault, str(err.value).replace(str(tmp_path), "…"))
+        return str(err.value)
+
+    state = (run / "state.safetensors").read_bytes()
+    assert "truncated or foreign" in attempt("state.safetensors cut in half (a torn write)",
+                                             lambda: (run / "state.safetensors").write_bytes(state[: len(state) // 2]))
+    assert "not a groklab checkpoint" in attempt(
+        "state.safetensors replaced by the weights file (a foreign safetensors file)",
+        lambda: (run / "state.safetensors").write_bytes((run / "model.safetensors").read_bytes()))
+    assert "not a valid JSON file" in attempt("config.json torn mid-write",
+                                              lambda: (run / "config.json").write_text('{"config": {"data": '))
+    assert "metrics.jsonl:2: not a metrics line" in attempt(
+        "metrics.jsonl with a foreign line", lambda: (run / "metrics.jsonl").write_text(
+            (run / "metrics.jsonl").read_text().replace("\n", "\nGARBAGE\n", 1)))
+    # and through the command line: one line, exit 2, nothing loaded
+    (run / "state.safetensors").write_bytes(b"\x80\x04\x95" + os.urandom(64))  # pickle protocol header
+    assert main(resume) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("groklab: error:") and len(err.splitlines()) == 1
+    reliability("run folder on start", "state.safetensors replaced by pickle bytes, `groklab train --resume`",
+                err.replace(str(tmp_path), "…"))
+
+
+def test_same_command_after_a_kill_before_the_first_checkpoint_starts_over(tmp_path, capsys):
+    cfg = tiny_config(tmp_path / "run", max_steps=20)
+    train_runs([cfg], log=lambda _: None)
+    for name in ("summary.json", "state.safetensors", "model.safetensors"):  # killed before step 5's save
+        (tmp_path / "run" / name).unlink()
+    out = train_runs([cfg], log=lambda _: None)
+    assert out[0]["status"] == "done" and out[0]["steps"] == 20
