@@ -115,7 +115,7 @@ def test_sample_rejects_out_of_vocabulary_prompt(capsys, trained):
     assert code == 2 and "'x'" in err
 
 
-def test_pickled_checkpoint_is_refused(capsys, tmp_path, trained):
+def test_pickled_checkpoint_is_refused(capsys, tmp_path, trained, reliability):
     import shutil
 
     run = tmp_path / "evil"
@@ -130,6 +130,9 @@ def test_pickled_checkpoint_is_refused(capsys, tmp_path, trained):
     code, err = _err(capsys, ["sample", str(run), "--prompts", "1/1="])
     assert code == 2 and "not a readable safetensors file" in err
     assert not marker.exists()
+    reliability("safe loading", "a crafted pickle (its __reduce__ writes a file) placed as model.safetensors, "
+                "`groklab sample`", err.strip().replace(str(tmp_path), "…")[:150]
+                + f" · payload executed: {marker.exists()}")
 
 
 def test_truncated_checkpoint_is_refused(capsys, tmp_path, trained):

@@ -131,3 +131,23 @@ def test_same_command_after_a_kill_before_the_first_checkpoint_starts_over(tmp_p
         (tmp_path / "run" / name).unlink()
     out = train_runs([cfg], log=lambda _: None)
     assert out[0]["status"] == "done" and out[0]["steps"] == 20
+
+
+def test_no_code_path_can_unpickle(reliability):
+    """Every loader reads safetensors, JSON or text: no module imports pickle or calls torch.load/np.load."""
+    import ast
+
+    src = Path(__file__).resolve().parent.parent / "src" / "groklab"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{path.name}: import {n}" for n in names if n and n.split(".")[0] in ("pickle", "dill",
+                                                                                                  "joblib", "cloudpickle")]
+            if isinstance(node, ast.Attribute) and node.attr in ("load", "loads") and \
+                    isinstance(node.value, ast.Name) and node.value.id in ("torch", "np", "numpy", "pickle"):
+                found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert found == []
+    reliability("safe loading", f"static scan of all {len(list(src.rglob('*.py')))} modules for pickle imports "
+                "and torch.load / np.load calls", f"found {len(found)}")

@@ -156,7 +156,8 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_group", "--max-group", type=int, default=None,
                    help="at most this many runs in one engine group (default: as many as fit)")
     p.add_argument("--concurrent_groups", "--concurrent-groups", type=int, default=None,
-                   help="local backend: engine groups trained at once (default 4 on a GPU, 1 on a CPU)")
+                   help="local backend: engine groups trained at once, each in its own thread and CUDA stream "
+                        "(default 1; for many small groups on one GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
