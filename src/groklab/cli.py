@@ -1,4 +1,4 @@
-"""The `groklab` command: data, train, run, sweep, reproduce, sample, evaluate.
+"""The `groklab` command: data, train, run, sweep, reproduce, report, sample, evaluate.
 
 Every user mistake ends as one line `groklab: error: ...` and exit status 2, never a traceback.
 """
@@ -146,6 +146,17 @@ def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if counts["failed"] == 0 else 1
 
 
+def _report_cmd(args: argparse.Namespace) -> int:
+    from groklab.report import write_report
+
+    page, _ = write_report(args.dir, echo=print)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: engine groups one after another in this process (default); ray: groups as Ray "
@@ -200,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_flags(rp)
     add_config_flags(rp, RunConfig(), skip=("out_dir", "resume"))
 
+    rr = sub.add_parser("report", allow_abbrev=False,
+                        help="report.html (self-contained) and report.md of a run or a sweep: curves, tables, heatmaps")
+    rr.add_argument("dir", help="a sweep folder (sweep.json) or a run folder (config.json)")
+    rr.add_argument("--open", action="store_true", help="open report.html in the web browser")
+
     s = sub.add_parser("sample", allow_abbrev=False, help="generate from a trained run")
     s.add_argument("run", help="run directory (or a file inside it)")
     s.add_argument("--prompts", nargs="*", default=None, help="prompts, e.g. \"30/74=\" (comma-separated or several)")
@@ -235,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep_cmd(args, argv)
         if args.command == "reproduce":
             return _reproduce_cmd(args, argv)
+        if args.command == "report":
+            return _report_cmd(args)
         if args.command == "sample":
             return _sample_cmd(args)
         if args.command == "evaluate":

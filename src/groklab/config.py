@@ -165,6 +165,9 @@ class TrainConfig:
     resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint"))
     progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)"))
     plot: bool = field(default=True, metadata=doc("write curves.png at the end"))
+    tensorboard: bool = field(default=False, metadata=doc(
+        "write TensorBoard event files to OUT_DIR/tb at each evaluation: losses, accuracies, weight norm, "
+        "learning rate (pip install 'groklab[tb]')"))
 
     def __post_init__(self) -> None:
         _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")

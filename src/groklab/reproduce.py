@@ -6,7 +6,6 @@ written from the results as Markdown (`tables.md` in the sweep folder), beside t
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -15,9 +14,11 @@ from typing import Any
 from groklab.errors import GroklabError
 from groklab.files import atomic_write
 from groklab.ops import OPERATIONS
+from groklab.report import write_report
 from groklab.results import collect
 from groklab.sweep import run_sweep
 from groklab.sweep_spec import SweepSpec, parse_spec
+from groklab.tables import md_table as _table, mean_std as _mean_std, num as _num, pct as _pct, steps as _steps
 
 QUICK_DIVISOR = 50  # --quick: this many times fewer steps (seed 000: 2,000 instead of 100,000)
 TABLES_FILE = "tables.md"
@@ -48,33 +49,6 @@ def study_spec(name: str) -> SweepSpec:
     except FileNotFoundError:
         raise GroklabError(f"no study {name!r}; choose one of: {', '.join(STUDIES)}") from None
     return parse_spec(text, f"{name}.toml")
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.2f}%"
-
-
-def _num(x: float | None, digits: int = 4) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
-
-
-def _steps(x: int | None) -> str:
-    return "not grokked" if x is None else f"{x:,}"
-
-
-def _mean_std(values: Sequence[float | None], fmt: Callable[[float | None], str]) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return fmt(vals[0])
-    return f"{fmt(statistics.fmean(vals))} ± {fmt(statistics.stdev(vals)).rstrip('%')}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _runs(folder: Path, experiment: str) -> list[dict]:
@@ -188,7 +162,7 @@ def write_tables(study: str, folder: str | Path) -> Path:
 def reproduce(study: str, out: str | Path | None = None, *, quick: bool = False,
               overrides: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None,
               echo: Callable[[str], None] = print, **backend: Any) -> dict[str, int]:
-    """Train the study (what is not trained yet), then write and print its tables."""
+    """Train the study (what is not trained yet), then write and print its tables, then its report."""
     if study not in STUDIES:
         raise GroklabError(f"no study {study!r}; choose one of: {', '.join(STUDIES)}")
     spec = study_spec(study)
@@ -205,4 +179,5 @@ def reproduce(study: str, out: str | Path | None = None, *, quick: bool = False,
     path = write_tables(study, folder)
     echo(path.read_text())
     echo(f"tables written to {path}")
+    write_report(folder, echo=echo)
     return counts

@@ -32,6 +32,7 @@ from groklab.files import atomic_write, write_json
 from groklab.metrics import grokking_summary
 from groklab.model import GPT
 from groklab.plots import plot_curves
+from groklab.tb import TensorBoard
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -234,6 +235,7 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     path += " + torch.compile" if tcfg.compile else ""
     if not tcfg.resume:
         _prepare_dirs(members, argv, device, E, path)
+    tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
 
     if E == 1:
         log("config: " + json.dumps(configs[0].to_dict(), sort_keys=True))
@@ -262,6 +264,8 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
             if on_steps is not None:
                 on_steps(step - before)
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
+            if tb is not None:
+                tb.write(members, model.flat, step)
             if all(m.failed for m in members):
                 break
             done = _confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold)
@@ -276,6 +280,8 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
         _save_checkpoint(members, model, engine, step)
         raise GroklabError(f"interrupted at step {step:,}; state saved, continue with the same command and --resume")
     bar.close()
+    if tb is not None:
+        tb.close()
     if on_steps is not None and step < tcfg.max_steps:
         on_steps(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
     return [m.failed if m.failed else _finish(m, device, time.time() - t0, log) for m in members]
