@@ -34,7 +34,7 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: not a valid JSON file ({exc})") from None
 
 
@@ -71,14 +71,15 @@ def saved_step(run_dir: str | Path) -> int | None:
                 raise ValueError(f"header length {n} exceeds the file")
             header = json.loads(f.read(n))
         return int(json.loads(header["__metadata__"]["meta"])["step"])
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no run there (run_dir may not be a folder at all)
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: not a readable groklab state file (truncated or foreign?): {exc}") from None
 
 
-def save_weights(run_dir: str | Path, weights: dict[str, torch.Tensor], step: int) -> None:
-    _save_tensors(Path(run_dir) / WEIGHTS_FILE, weights, WEIGHTS_FORMAT, {"step": step})
+def save_weights(run_dir: str | Path, weights: dict[str, torch.Tensor], step: int, **meta: Any) -> None:
+    """`meta`: more JSON to keep with the weights (train passes the vocabulary, which `load_run` checks)."""
+    _save_tensors(Path(run_dir) / WEIGHTS_FILE, weights, WEIGHTS_FORMAT, {"step": step, **meta})
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -81,6 +81,9 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
             configs[i] = c.replace(resume=True)
     summaries = train_many(configs, argv=["groklab", *argv])
     for s in summaries:
+        if s.get("status") == "failed":  # went non-finite (its failed.json says when); the others went on
+            print(f"{s['run_dir']}: failed: {s['reason']}", file=sys.stderr)
+            continue
         grok = s["steps_to_grok"]
         status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None
                   else f"did not grok (val acc never stayed ≥ {s['threshold']})")
@@ -88,7 +91,7 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
         print(f"{s['run_dir']}: {status} · final train acc "
               f"{final['train_acc']:.4f}, val acc {final['val_acc']:.4f} · {s['steps']:,} steps in "
               f"{s['wall_time_s']:.0f} s · curves: {Path(s['run_dir']) / 'curves.png'}")
-    return 0
+    return 1 if any(s.get("status") == "failed" for s in summaries) else 0
 
 
 def _sample_cmd(args: argparse.Namespace) -> int:
@@ -96,6 +99,8 @@ def _sample_cmd(args: argparse.Namespace) -> int:
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     run = load_run(args.run, device)
+    if not -(2**63) <= args.seed < 2**64:
+        raise GroklabError(f"--seed must fit in 64 bits, got {args.seed}")
     gen = torch.Generator().manual_seed(args.seed)
     top_k = args.top_k if args.top_k and args.top_k > 0 else None
     if args.temperature < 0:
@@ -258,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate_cmd(args)
     except GroklabError as exc:
+        print(f"groklab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. an output folder that cannot be made: the system's words name the path
         print(f"groklab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -173,6 +173,7 @@ class TrainConfig:
         _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
         _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
         _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        _require(-(2**63) <= self.seed < 2**64, "seed", f"must fit in 64 bits (torch's seeds), got {self.seed}")
         _require(
             self.eval_points_per_decade >= 1,
             "eval_points_per_decade",

@@ -14,19 +14,25 @@ import math
 import os
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import groklab
 from groklab.errors import DataError
-from groklab.files import atomic_write, read_bytes
+from groklab.files import atomic_write
 from groklab.ops import OPERATIONS, Operation, check_modulus, resolve_ops
 
 SPLITS = ("train", "val", "test")
 MANIFEST_FORMAT = "groklab-equations/1"
 MAX_EQUATIONS = 10_000_000  # all pairs are held in memory as strings (~1 GB at this size)
 _MAX_DIGITS = 9  # longer numbers cannot be below any p we can enumerate; also keeps int() cheap
+# an equation is at most 29 characters (three 9-digit numbers); a longer line is refused after reading this
+# much of it, so a huge line (or /dev/zero) costs neither the time nor the memory to read it whole
+MAX_LINE_BYTES = 4096
+# a text to memorise is read whole and cut into one window per character: refused above this size
+MAX_TEXT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         ops = resolve_ops(self.ops)
         object.__setattr__(self, "ops", tuple(op.symbol for op in ops))
+        _check_size(ops, self.p)
         check_modulus(self.p, ops)
         if self.num_samples is not None and not (_is_int(self.num_samples) and self.num_samples >= 1):
             raise DataError(f"num_samples must be a positive integer, got {self.num_samples!r}")
@@ -87,12 +94,17 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _check_size(ops: Sequence[Operation], p: object) -> None:
+    # before check_modulus: its trial-division primality test would run for hours on a huge p
+    if _is_int(p) and p >= 2 and len(ops) * p * p > MAX_EQUATIONS:  # type: ignore[operator]
+        raise DataError(f"{len(ops)} operation(s) mod {p} make over {MAX_EQUATIONS:,} equations; use a smaller p")
+
+
 def all_equations(ops: str | Sequence[str] | Sequence[Operation], p: int) -> list[str]:
     """Every defined equation: op order as given, then a, then b (0..p-1); undefined pairs are skipped."""
     resolved = resolve_ops(ops)
+    _check_size(resolved, p)
     check_modulus(p, resolved)
-    if len(resolved) * p * p > MAX_EQUATIONS:
-        raise DataError(f"{len(resolved)} operation(s) mod {p} make over {MAX_EQUATIONS:,} equations; use a smaller p")
     lines = []
     for op in resolved:
         for a in range(p):
@@ -263,34 +275,71 @@ def _parse_at(line: str, path: str | os.PathLike[str], lineno: int) -> tuple[int
         raise DataError(f"{path}:{lineno}: {e}") from None
 
 
-def _read_utf8(path: Path) -> str:
-    raw = read_bytes(path, DataError, "a text file")
+def _decode(raw: bytes, path: Path, first_line: int = 1) -> str:
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
+        line = first_line + raw.count(b"\n", 0, e.start)
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col})") from None
-    return text.removeprefix("\ufeff")  # a byte-order mark from Windows editors is not data
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a text file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _read_utf8(path: Path) -> str:
+    with _open(path) as f:
+        too_big = os.fstat(f.fileno()).st_size > MAX_TEXT_BYTES  # known before reading a byte of it
+        raw = b"" if too_big else f.read(MAX_TEXT_BYTES + 1)  # bounded: a device such as /dev/zero never ends
+    if too_big or len(raw) > MAX_TEXT_BYTES:
+        raise DataError(f"{path}: larger than {MAX_TEXT_BYTES // 2**20} MiB; groklab memorises small texts")
+    return _decode(raw, path).removeprefix("\ufeff")  # a byte-order mark from Windows editors is not data
+
+
+def _file_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line end) for each line, read one at a time, each at most
+    MAX_LINE_BYTES long; the final newline ends the last line, it does not start an empty one."""
+    with _open(path) as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES:,} bytes; not an equation")
+            if lineno > MAX_EQUATIONS:
+                raise DataError(f"{path}: more than {MAX_EQUATIONS:,} lines; not an equation file groklab can hold")
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark from Windows editors is not data
+            yield lineno, _decode(raw, path, lineno).removesuffix("\n").removesuffix("\r")
 
 
 def read_equation_file(path: str | os.PathLike[str]) -> list[str]:
     """The equations of one split file, without line ends. '\\r\\n' line ends are accepted; blank lines
     (other than the file's final newline) and malformed lines raise DataError naming file:line."""
     path = Path(path)
-    text = _read_utf8(path)
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final newline ends the last line, it does not start an empty one
-    if not any(line.strip() for line in lines):
-        raise DataError(f"{path}: no equations (the file is empty)")
-    out = []
-    for lineno, line in enumerate(lines, start=1):
-        line = line.removesuffix("\r")
+
+    def check(lineno: int, line: str) -> None:
         if not line:
             raise DataError(f"{path}:{lineno}: blank line (only the file's final newline may follow the last equation)")
         _parse_at(line, path, lineno)
+
+    out: list[str] = []
+    first_blank: tuple[int, str] | None = None  # a file of blank lines only is "empty", not "blank line 1"
+    for lineno, line in _file_lines(path):
+        if not out and not line.strip():
+            first_blank = first_blank or (lineno, line)
+            continue
+        if first_blank is not None:
+            check(*first_blank)
+        check(lineno, line)
         out.append(line)
+    if not out:
+        raise DataError(f"{path}: no equations (the file is empty)")
     return out
 
 
@@ -367,7 +416,7 @@ def _read_manifest(path: Path) -> dict:
         m = json.loads(path.read_text(encoding="utf-8"))
         ok = m["format"] == MANIFEST_FORMAT and _is_int(m["p"]) and m["p"] >= 2 and isinstance(m["sha256"], dict)
         ok = ok and all(o["symbol"] in OPERATIONS for o in m["ops"])
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deeply
         raise DataError(f"{path}: not a readable JSON manifest ({e})") from None
     except (KeyError, TypeError):
         ok = False

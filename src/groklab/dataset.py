@@ -83,6 +83,9 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
     tok = make_tokenizer(cfg.tokenizer, ops, p or 2)
     if not lines["train"]:
         raise DataError(f"{cfg.data_dir or 'data'}: the train split is empty")
+    if not lines["val"]:  # grokking is read off val accuracy; training without it failed at the first evaluation
+        raise DataError(f"{cfg.data_dir or 'data'}: the val split is empty; give it some equations (a val "
+                        "fraction above 0, or a larger p)")
     longest = max(len(tok.encode(line + "\n")) - 1 for split in lines.values() for line in split)
     block = model.block_size or longest
     splits = {

@@ -11,12 +11,13 @@ import torch
 
 from groklab import checkpoint as ckpt
 from groklab.config import RunConfig
+from groklab.data import _read_manifest
 from groklab.dataset import load_run_data, stored_data_config
 from groklab.engine import evaluate
 from groklab.errors import CheckpointError, GroklabError, TokenizerError
 from groklab.examples import stack
 from groklab.model import GPT
-from groklab.tokenizer import Tokenizer, load_tokenizer
+from groklab.tokenizer import Tokenizer, load_tokenizer, make_tokenizer, tokenizer_from_dict
 
 
 @dataclass
@@ -30,6 +31,8 @@ class LoadedRun:
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """A run directory (or a file inside it) -> its config, vocabulary and final weights. Nothing is unpickled."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise GroklabError("device: --device cuda was asked for, but this torch build sees no CUDA GPU")
     run_dir = ckpt.find_run_dir(path)
     try:
         cfg = RunConfig.from_dict(ckpt.read_json(run_dir / ckpt.CONFIG_FILE)["config"])
@@ -45,6 +48,19 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         raise CheckpointError(
             f"{run_dir}: the weights have a vocabulary of {wte.shape[0]} tokens but vocab.json has {tok.vocab_size}"
         )
+    # same-sized vocabularies ('+' and '/' runs) would load silently: the weights name the one they were trained
+    # with (checkpoints written before they did are not checked), and the run's dataset manifest names its own
+    trained = _vocab_of(meta.get("vocab"), run_dir / ckpt.WEIGHTS_FILE)
+    if trained is not None and trained != tok:
+        raise CheckpointError(f"{run_dir}: vocab.json ({tok._describe()}) is not the vocabulary the weights in "
+                              f"{ckpt.WEIGHTS_FILE} were trained with ({trained._describe()})")
+    if cfg.data.text_file is None and tok.kind != cfg.data.tokenizer:
+        raise CheckpointError(f"{run_dir}: vocab.json holds a {tok.kind!r} vocabulary but the run's config says "
+                              f"tokenizer = {cfg.data.tokenizer!r}: the weights and vocab.json come from another run")
+    expected = _data_vocab(cfg, run_dir)
+    if expected is not None and expected != tok:
+        raise CheckpointError(f"{run_dir}: vocab.json ({tok._describe()}) does not match the run's data "
+                              f"({expected._describe()}): the weights and vocab.json come from another run")
     mcfg = dataclasses.replace(cfg.model, block_size=wpe.shape[0])
     model = GPT(mcfg, tok.vocab_size, 1, device)
     try:
@@ -53,6 +69,25 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         raise CheckpointError(f"{run_dir / ckpt.WEIGHTS_FILE}: {exc}") from None
     model.training = False
     return LoadedRun(run_dir, cfg, tok, model, int(meta.get("step", 0)))
+
+
+def _vocab_of(saved: object, where: Path) -> Tokenizer | None:
+    if saved is None:
+        return None
+    try:
+        return tokenizer_from_dict(saved)
+    except TokenizerError as exc:
+        raise CheckpointError(f"{where}: damaged vocabulary in the checkpoint metadata ({exc})") from None
+
+
+def _data_vocab(cfg: RunConfig, run_dir: Path) -> Tokenizer | None:
+    """The vocabulary the run's stored dataset manifest implies (None without one: a text, a folder without
+    manifest.json); evaluate_split checks those against the data itself."""
+    path = run_dir / "data" / "manifest.json"
+    if cfg.data.text_file is not None or not path.is_file():
+        return None
+    manifest = _read_manifest(path)
+    return make_tokenizer(cfg.data.tokenizer, [o["symbol"] for o in manifest["ops"]], manifest["p"])
 
 
 @torch.no_grad()
@@ -68,6 +103,10 @@ def generate(
     """Continue `ids` by up to max_new_tokens tokens. temperature 0 is greedy; top_k keeps the k likeliest."""
     if not ids:
         raise GroklabError("the prompt is empty: give at least one character")
+    if not temperature >= 0:  # also catches NaN
+        raise GroklabError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise GroklabError(f"top_k must be at least 1, got {top_k}")
     out = list(ids)
     block = model.cfg.block_size
     for _ in range(max_new_tokens):
@@ -76,7 +115,9 @@ def generate(
         if temperature == 0:
             nxt = int(logits.argmax())
         else:
-            logits = logits / temperature
+            # from the maximum down, in float64: a tiny temperature (1e-300 is 0 in float32) then sends the
+            # others to -inf and keeps the maximum at 0, where logits / T would give inf - inf = NaN
+            logits = (logits.double() - logits.max()) / temperature
             if top_k is not None and top_k < logits.numel():
                 kth = torch.topk(logits, top_k).values[-1]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -126,6 +167,9 @@ def evaluate_split(run: LoadedRun, split: str) -> dict:
     dcfg = stored_data_config(run.cfg.data, run.run_dir)
     mcfg = dataclasses.replace(run.cfg.model, block_size=run.model.cfg.block_size)
     data = load_run_data(dcfg, mcfg)
+    if data.tokenizer != run.tokenizer:  # ids from another vocabulary would be read as the wrong tokens
+        raise CheckpointError(f"{run.run_dir}: vocab.json ({run.tokenizer._describe()}) does not match the run's "
+                              f"data ({data.tokenizer._describe()}): the weights and vocab.json come from another run")
     examples = data.splits.get(split)
     if examples is None or len(examples) == 0:
         raise GroklabError(f"{run.run_dir}: the run has no {split!r} split")

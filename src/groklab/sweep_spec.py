@@ -35,7 +35,9 @@ MANAGED_FIELDS = ("out_dir", "resume")
 PATH_FIELDS = ("data_dir", "text_file")
 _TOP_KEYS = {"name", "description", "base", "grid", "zip", "experiment"}
 _EXPERIMENT_KEYS = {"name", "description", "base", "grid", "zip"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: "$" would let a final newline through
+_MAX_FOLDER_NAME = 255  # bytes in one folder name, on common file systems
+MAX_SPEC_BYTES = 2**20  # a spec is a page of TOML; more is not one (or never ends: /dev/zero)
 
 
 class SpecError(GroklabError):
@@ -100,6 +102,11 @@ class SweepSpec:
                     where = f"experiment {exp.name!r}" + (f", run {_slug(point)}" if point else "")
                     raise SpecError(f"{self.where}: {where}: {e}") from None
                 run_id = f"{exp.name}/{_slug(point) or 'run'}"
+                for part in run_id.split("/"):
+                    if len(part.encode()) > _MAX_FOLDER_NAME:
+                        raise SpecError(f"{self.where}: experiment {exp.name!r}: a run folder would be named "
+                                        f"{part[:40]!r}... ({len(part.encode())} bytes, more than the "
+                                        f"{_MAX_FOLDER_NAME} a file system allows); shorten the names or values")
                 key = cfg.to_json()
                 if run_id in seen:
                     raise SpecError(f"{self.where}: two runs would share the folder {run_id!r}")
@@ -178,7 +185,10 @@ def _resolve_paths(values: dict[str, Any], root: Path, key: str, where: str) -> 
                 continue
             if not isinstance(item, str):
                 raise SpecError(f"{where}: [{key}] {name}: expected a path, got {item!r}")
-            path = (root / item).resolve()
+            try:
+                path = (root / item).resolve()
+            except (ValueError, OSError, RuntimeError) as e:  # a NUL byte, a symlink loop, ...
+                raise SpecError(f"{where}: [{key}] {name} = {item!r} is not a usable path ({e})") from None
             if Path(item).is_absolute() or not path.is_relative_to(root.resolve()):
                 raise SpecError(f"{where}: [{key}] {name} = {item!r} points outside the spec's folder {root}")
             resolved.append(str(path))
@@ -192,7 +202,7 @@ def _experiment(obj: dict[str, Any], default_name: str, root: Path, where: str) 
         raise SpecError(f"{where}: unknown key {unknown[0]!r} in an experiment (expected one of "
                         f"{', '.join(sorted(_EXPERIMENT_KEYS))})")
     name = obj.get("name", default_name)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(f"{where}: experiment name must be letters, digits, '.', '_' or '-', got {name!r}")
     base = _resolve_paths(_canonical(_table(obj.get("base"), "base", where), "base", where), root, "base", where)
     grid = _resolve_paths(_axes(obj.get("grid"), "grid", where), root, "grid", where)
@@ -211,19 +221,22 @@ def parse_spec(text: str, where: str = "spec", root: Path | None = None) -> Swee
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{where}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise SpecError(f"{where}: not valid TOML (arrays or tables nested too deeply)") from None
     root = root or Path.cwd()
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise SpecError(f"{where}: unknown top-level key {unknown[0]!r} (expected one of {', '.join(sorted(_TOP_KEYS))};"
                         " config fields go under [base], [grid] or [zip])")
     name = raw.get("name", Path(where).stem)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SpecError(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}")
     base = _resolve_paths(_canonical(_table(raw.get("base"), "base", where), "base", where), root, "base", where)
     if "experiment" in raw:
         if "grid" in raw or "zip" in raw:
             raise SpecError(f"{where}: put [grid]/[zip] inside each [[experiment]] when the file has experiments")
-        if not isinstance(raw["experiment"], list) or not raw["experiment"]:
+        entries = raw["experiment"]
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise SpecError(f"{where}: [[experiment]] must be a list of tables")
         experiments = [_experiment(e, f"exp{i}", root, where) for i, e in enumerate(raw["experiment"])]
     else:
@@ -237,7 +250,11 @@ def parse_spec(text: str, where: str = "spec", root: Path | None = None) -> Swee
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: a device such as /dev/zero never ends
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 2**20} MiB; not a sweep spec")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except IsADirectoryError:

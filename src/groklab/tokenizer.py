@@ -23,6 +23,7 @@ from groklab.ops import Operation, resolve_ops
 
 DIGITS = "0123456789"
 _MAX_LISTED = 40  # vocabularies longer than this are abbreviated in error messages
+MAX_P = 1_000_000  # one token a number: a hand-edited vocab.json or manifest with p = 10^9 would take minutes
 
 
 class Tokenizer(ABC):
@@ -141,6 +142,8 @@ class NumberTokenizer(Tokenizer):
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 2:
             raise TokenizerError(f"number tokenizer: p must be an integer of at least 2, got {self.p!r}")
+        if self.p > MAX_P:
+            raise TokenizerError(f"number tokenizer: p must be at most {MAX_P:,} (one token a number), got {self.p}")
         if not isinstance(self.symbols, str) or any(c in DIGITS for c in self.symbols):
             raise TokenizerError(f"number tokenizer: symbols must be a string without digits, got {self.symbols!r}")
         symbols = "".join(sorted(set(self.symbols) | {"=", "\n"}))
@@ -199,7 +202,7 @@ TOKENIZERS: dict[str, type[CharTokenizer] | type[NumberTokenizer]] = {
 
 def tokenizer_from_dict(d: Any) -> Tokenizer:
     """Rebuild a tokenizer from to_dict's output; TokenizerError if it is not one."""
-    if not isinstance(d, dict) or d.get("kind") not in TOKENIZERS:
+    if not isinstance(d, dict) or not isinstance(d.get("kind"), str) or d["kind"] not in TOKENIZERS:
         kind = d.get("kind") if isinstance(d, dict) else None
         raise TokenizerError(f"not a groklab tokenizer (kind {kind!r}; expected one of {', '.join(TOKENIZERS)})")
     try:
@@ -219,7 +222,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         d = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TokenizerError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:  # ValueError covers bad JSON and bad UTF-8
+    except (OSError, ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, JSON nested too deeply
         raise TokenizerError(f"{path}: not a readable tokenizer file ({e})") from None
     try:
         return tokenizer_from_dict(d)

@@ -176,7 +176,7 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
             continue
         weights = model.member_state(e)  # host sync: copies this run's rows to the CPU
         ckpt.save_state(m.run_dir, weights, engine.member_state(e), step, {"group_size": len(members)})
-        ckpt.save_weights(m.run_dir, weights, step)
+        ckpt.save_weights(m.run_dir, weights, step, vocab=m.data.tokenizer.to_dict())
         _write_history(m, sync=True)
 
 
