@@ -55,8 +55,9 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills.append(ckpt.saved_step(tmp_path / "killed"))
-    last = groklab(*cmd)
-    assert last.wait() == 0, last.stderr.read()
+    if not (tmp_path / "killed" / "summary.json").exists():  # a kill can land after the run has finished
+        last = groklab(*cmd)
+        assert last.wait() == 0, last.stderr.read()
     assert kills and any(k for k in kills), f"no kill landed after a checkpoint: {kills}"
 
     a, b = tmp_path / "ref", tmp_path / "killed"

@@ -126,3 +126,18 @@ def test_early_stop_once_grokked_for_k_evaluations(tmp_path, monkeypatch):
     assert [r["step"] for r in _metrics(tmp_path / "run")] == eval_steps(1000, 3)[:3]
     assert summary["steps"] == eval_steps(1000, 3)[2]
     assert ckpt.load_state(tmp_path / "run")[2]["step"] == summary["steps"]
+
+
+def test_accuracy_and_eval_loss_score_the_answer_even_when_training_on_every_token(tmp_path):
+    """--loss_on all trains on the operands too, but they are random: exact match over them could never be
+    1, so evaluation scores the answer after '=' (as with the default), and training keeps every token."""
+    from groklab.dataset import load_run_data
+
+    cfg = tiny_config(tmp_path / "all", loss_on="all")
+    data = load_run_data(cfg.data, cfg.model)
+    default = load_run_data(tiny_config(tmp_path / "ans").data, cfg.model)
+    for split in ("train", "val"):
+        assert torch.equal(data.scored[split].targets, default.splits[split].targets)
+    assert (data.splits["train"].targets >= 0).sum() > (default.splits["train"].targets >= 0).sum()
+    out = train_runs([cfg.replace(max_steps=150)], log=_quiet)
+    assert out[0]["final"]["train_acc"] > 0.2  # 7*7 pairs: learnable fast once the score is the answer

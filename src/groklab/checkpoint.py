@@ -82,6 +82,13 @@ def save_weights(run_dir: str | Path, weights: dict[str, torch.Tensor], step: in
     _save_tensors(Path(run_dir) / WEIGHTS_FILE, weights, WEIGHTS_FORMAT, {"step": step, **meta})
 
 
+def save_snapshot(run_dir: str | Path, weights: dict[str, torch.Tensor], step: int) -> Path:
+    """Weights kept along the way (snapshots/step_0001234.safetensors), same format as model.safetensors."""
+    path = Path(run_dir) / "snapshots" / f"step_{step:07d}.safetensors"
+    _save_tensors(path, weights, WEIGHTS_FORMAT, {"step": step})
+    return path
+
+
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return _load_tensors(Path(path), WEIGHTS_FORMAT)
 

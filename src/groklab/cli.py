@@ -176,6 +176,21 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
                         "(default 1; for many small groups on one GPU)")
 
 
+def _analyze_cmd(args: argparse.Namespace) -> int:
+    from groklab.analyze import analyze
+
+    r = analyze(args.run)
+    print(f"{r['run_dir']}: key frequencies {', '.join(map(str, r['key_frequencies']))} (of 1..{r['p'] // 2}) · "
+          f"{len(r['over_training'])} snapshot(s) analysed · restricted/excluded loss: {r['restricted_excluded']}")
+    for row in r["over_training"]:
+        extra = "".join(f" · {k.replace('_', ' ')} {row[k]:.4f}" for k in ("loss", "restricted_loss", "excluded_loss")
+                        if k in row)
+        print(f"  step {row['step']:>7,}: weight norm {row['weight_norm']:.2f} · key-frequency share "
+              f"{row['key_frequency_share']:.3f}{extra}")
+    print("wrote " + ", ".join([str(Path(r["run_dir"]) / "analysis.json"), *r["plots"]]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groklab", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"groklab {__version__}")
@@ -233,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interactive", action="store_true", help="a prompt loop")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
 
+    an = sub.add_parser("analyze", allow_abbrev=False,
+                        help="progress measures: Fourier spectrum of the number embeddings, weight norm, "
+                             "restricted/excluded loss (Nanda et al.)")
+    an.add_argument("run", help="run directory (trained with --tokenizer number; --snapshots_per_decade for "
+                                "curves over training)")
+
     e = sub.add_parser("evaluate", allow_abbrev=False, help="exact-match accuracy of a run on one of its splits")
     e.add_argument("run", help="run directory (or a file inside it)")
     e.add_argument("--split", default="test", help="train, val or test (comma-separated for several)")
@@ -260,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report_cmd(args)
         if args.command == "sample":
             return _sample_cmd(args)
+        if args.command == "analyze":
+            return _analyze_cmd(args)
         if args.command == "evaluate":
             return _evaluate_cmd(args)
     except GroklabError as exc:

@@ -35,6 +35,7 @@ def _require(ok: bool, name: str, message: str) -> None:
 TokenizerKind = Literal["char", "number"]
 LossOn = Literal["answer", "all"]
 Device = Literal["auto", "cpu", "cuda"]
+GradFilterKind = Literal["none", "ema", "ma"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,16 @@ class OptimConfig:
     eps: float = field(default=1e-8, metadata=doc("AdamW epsilon"))
     grad_clip: float = field(default=1.0, metadata=doc("clip each run's gradient norm to this; 0 = off"))
     warmup_steps: int = field(default=0, metadata=doc("linear learning-rate warm-up steps (then constant)"))
+    grokfast: GradFilterKind = field(
+        default="none", metadata=doc("Grokfast gradient filter (Lee et al. 2024): 'ema', 'ma' (moving average) or 'none'")
+    )
+    grokfast_alpha: float = field(default=0.98, metadata=doc("Grokfast EMA: momentum of the gradient average"))
+    grokfast_lamb: float = field(default=2.0, metadata=doc("Grokfast: amplification of the filtered gradient"))
+    grokfast_window: int = field(default=100, metadata=doc("Grokfast MA: number of past gradients averaged"))
+    orthograd: bool = field(
+        default=False, metadata=doc("⊥Grad (Prieto et al. 2025): drop each weight tensor's gradient component "
+                                    "along its weights before the optimizer step")
+    )
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
@@ -139,6 +150,10 @@ class OptimConfig:
         _require(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
         _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _require(self.grokfast in get_args(GradFilterKind), "grokfast", f"'none', 'ema' or 'ma', got {self.grokfast!r}")
+        _require(0 <= self.grokfast_alpha < 1, "grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
+        _require(self.grokfast_lamb >= 0, "grokfast_lamb", f"must be >= 0, got {self.grokfast_lamb}")
+        _require(self.grokfast_window >= 1, "grokfast_window", f"must be at least 1, got {self.grokfast_window}")
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,10 @@ class TrainConfig:
     log_interval: int = field(default=0, metadata=doc("print the batch loss every N steps; 0 = only at evals"))
     checkpoint_interval: int = field(default=1000, metadata=doc("save the loop state every N steps (and at the end)"))
     grok_threshold: float = field(default=0.99, metadata=doc("val accuracy that counts as grokked (steps_to_grok)"))
+    snapshots_per_decade: int = field(
+        default=0, metadata=doc("keep the weights at this many log-spaced steps a decade in OUT_DIR/snapshots "
+                                "(for `groklab analyze` over training); 0 = only the final weights")
+    )
     early_stop_evals: int = field(
         default=0, metadata=doc("stop once val accuracy has stayed >= grok_threshold for this many evaluations; 0 = off")
     )
@@ -184,6 +203,7 @@ class TrainConfig:
         _require(self.checkpoint_interval >= 1, "checkpoint_interval", f"must be >= 1, got {self.checkpoint_interval}")
         _require(0 < self.grok_threshold <= 1, "grok_threshold", f"must be in (0, 1], got {self.grok_threshold}")
         _require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
+        _require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
         _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 

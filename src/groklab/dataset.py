@@ -26,6 +26,14 @@ class RunData:
     text: str | None
     manifest: dict | None
     block_size: int  # resolved context length
+    # what evaluation scores: for equations always the answer after '=' (exact match and loss), whatever
+    # --loss_on / --mask_first_n train on, since the operands are random and can never be predicted; for a
+    # plain text, the same examples as training. None = `splits`.
+    eval_splits: dict[str, Examples] | None = None
+
+    @property
+    def scored(self) -> dict[str, Examples]:
+        return self.eval_splits if self.eval_splits is not None else self.splits
 
     def files(self) -> dict[str, str]:
         """What the run directory keeps of its data, so `evaluate` and `--resume` need nothing else."""
@@ -88,13 +96,14 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
                         "fraction above 0, or a larger p)")
     longest = max(len(tok.encode(line + "\n")) - 1 for split in lines.values() for line in split)
     block = model.block_size or longest
-    splits = {
-        name: encode_equations(
-            split, tok, loss_on=cfg.loss_on, mask_first_n=cfg.mask_first_n, seq_len=block, where=f"{name} split"
-        )
-        for name, split in lines.items()
-    }
-    return RunData(tok, splits, lines, None, manifest, block)
+    def encode(loss_on: str, mask_first_n: int | None) -> dict[str, Examples]:
+        return {name: encode_equations(split, tok, loss_on=loss_on, mask_first_n=mask_first_n, seq_len=block,
+                                       where=f"{name} split")
+                for name, split in lines.items()}
+
+    splits = encode(cfg.loss_on, cfg.mask_first_n)
+    answer_only = cfg.loss_on == "answer" and cfg.mask_first_n is None
+    return RunData(tok, splits, lines, None, manifest, block, None if answer_only else encode("answer", None))
 
 
 def stored_data_config(cfg: DataConfig, run_dir: Path) -> DataConfig:

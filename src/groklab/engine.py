@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from groklab.config import OptimConfig
 from groklab.examples import Stacked
+from groklab.grokfast import make_filter
+from groklab.orthograd import project_out_weights
 from groklab.model import GPT, forward
 
 _MASK32 = 0xFFFFFFFF
@@ -94,6 +96,11 @@ class Hyper:
     warmup: torch.Tensor
     seeds: torch.Tensor
     batch_sizes: torch.Tensor
+    grokfast_alpha: torch.Tensor
+    grokfast_lamb: torch.Tensor
+    orthograd: torch.Tensor  # (E, 1): 1 where ⊥Grad is on
+    grokfast: str = "none"  # one filter kind and window a group: their state buffers have one shape
+    grokfast_window: int = 100
 
     @classmethod
     def build(
@@ -112,7 +119,18 @@ class Hyper:
             warmup=col([o.warmup_steps for o in optims]),
             seeds=torch.tensor(seeds, dtype=torch.long, device=device),
             batch_sizes=torch.tensor(batch_sizes, dtype=torch.long, device=device),
+            grokfast_alpha=col([o.grokfast_alpha for o in optims]),
+            grokfast_lamb=col([o.grokfast_lamb for o in optims]),
+            orthograd=col([float(o.orthograd) for o in optims]),
+            grokfast=_one({o.grokfast for o in optims}, "grokfast"),
+            grokfast_window=_one({o.grokfast_window for o in optims}, "grokfast_window"),
         )
+
+
+def _one(values: set, name: str):
+    if len(values) != 1:
+        raise ValueError(f"runs of one group must share {name}, got {sorted(values)}")
+    return values.pop()
 
 
 OptimizerPath = Literal["auto", "fused", "tensor"]
@@ -146,6 +164,7 @@ class Engine:
         # slots past a run's own batch size are masked out of its loss (runs of several batch sizes share a group)
         self.slot_valid = torch.arange(self.max_batch, device=dev)[None, :] < hyper.batch_sizes[:, None]
         self.clip = bool((hyper.grad_clip > 0).any())
+        self.orthograd = bool((hyper.orthograd > 0).any())
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_loss = torch.zeros(0)
         if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
@@ -156,6 +175,8 @@ class Engine:
         self._loss_fn = torch.compile(_loss, dynamic=False) if compile else _loss
         self._update_fn = torch.compile(_adamw_rows, dynamic=False) if compile else _adamw_rows
         self.compiled = compile
+        self.grad_filter = make_filter(hyper.grokfast, hyper.grokfast_window, hyper.grokfast_alpha,
+                                       hyper.grokfast_lamb, tuple(model.grad.shape), dev)
         if optimizer == "fused":
             self._build_fused()
         else:
@@ -205,7 +226,7 @@ class Engine:
             return "eager: not a CUDA device"
         if self.optimizer_path != "tensor":
             return "eager: the fused per-run optimizer path is not captured (use optimizer='tensor')"
-        state = [self.model.flat, self.exp_avg, self.exp_avg_sq, self.step_count]
+        state = [self.model.flat, self.exp_avg, self.exp_avg_sq, self.step_count, *self.grad_filter.buffers()]
         saved = [t.clone() for t in state]
         taken = self.steps_taken
         try:
@@ -239,6 +260,9 @@ class Engine:
         dropout = m.cfg.dropout if m.training else 0.0
         loss = self._loss_fn(m.params, m.cfg, x, pos, y, dropout)
         loss.sum().backward()  # runs share no weights, so each row of the gradient is that run's own
+        self.grad_filter.apply(self.model.grad, self.step_count)  # Grokfast, before clipping and AdamW
+        if self.orthograd:
+            project_out_weights(self.model.grad, self.model.flat, self.model.specs, self.hyper.orthograd)
         self._adamw()
         return loss.detach()
 
@@ -272,12 +296,15 @@ class Engine:
         return torch.cat(parts)
 
     def member_state(self, e: int) -> dict[str, torch.Tensor]:
-        """Optimizer state of one run (CPU tensors) for its checkpoint; the same for either path."""
-        return {name: self._moment(e, name).detach().cpu().clone() for name in ("exp_avg", "exp_avg_sq")}
+        """Optimizer (and gradient filter) state of one run (CPU tensors) for its checkpoint; the same for
+        either path."""
+        state = {name: self._moment(e, name).detach().cpu().clone() for name in ("exp_avg", "exp_avg_sq")}
+        return state | self.grad_filter.member_state(e)
 
     @torch.no_grad()
     def load_member_state(self, e: int, state: dict[str, torch.Tensor], step: int) -> None:
-        """Restore run e's Adam moments, taken after `step` optimizer steps."""
+        """Restore run e's Adam moments (and gradient filter), taken after `step` optimizer steps."""
+        self.grad_filter.load_member_state(e, state)
         for name in ("exp_avg", "exp_avg_sq"):
             t = state[name]
             if t.shape != (self.model.numel,):

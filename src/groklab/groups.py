@@ -22,14 +22,17 @@ MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estima
 
 
 def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) -> int:
-    """A generous estimate of one run's device memory: weights, gradient and two Adam moments; the
+    """A generous estimate of one run's device memory: weights, gradient, two Adam moments (and a Grokfast
+    filter's state); the
     activations of one step kept for backward (~80 floats a channel a token a layer, fp32); its data."""
     m = dataclasses.replace(cfg.model, block_size=block_size)
     n_params = sum(s.numel for s in param_layout(m, vocab))
     tokens = cfg.train.batch_size * block_size
     activations = tokens * (m.n_layer * 80 * m.n_embd + 3 * vocab) * 4
     data = n_examples * block_size * 8 * 3
-    return 4 * 4 * n_params + activations + data
+    o = cfg.optim
+    filter_state = {"ema": 1, "ma": o.grokfast_window + 1}.get(o.grokfast, 0) * 4 * n_params
+    return 4 * 4 * n_params + activations + data + filter_state
 
 
 def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: torch.device,
@@ -89,9 +92,12 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
     if not ok:
         return [r for r in results if r is not None]
     device = resolve_device(configs[ok[0]].train.device)
-    # one group at a time unless asked: several (each in its own thread and CUDA stream) can overlap small
-    # groups on one GPU, but that path has not been measured on a GPU yet
+    # one group at a time unless asked; several train in threads on a CPU. On a GPU, threads with a CUDA
+    # stream each crashed inside torch on an H100 (2026-11-23), so it is refused there until fixed
     workers = min(max(1, concurrent or 1), len(ok))
+    if workers > 1 and device.type == "cuda":
+        raise GroklabError("--concurrent_groups > 1 is not supported on a GPU yet (groups in threads crashed on an "
+                           "H100); leave it at 1 there, or use --backend ray with --gpus_per_group")
     chunks: list[list[int]] = []
     for group in plan_groups([configs[i] for i in ok], [datas[i] for i in ok]):
         group = [ok[i] for i in group]

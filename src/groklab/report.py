@@ -127,15 +127,9 @@ class Run:
 def _load(folder: Path) -> tuple[dict | None, list[dict], list[Run]]:
     """(sweep header or None, experiments [{name, description, axes}], runs in the sweep's order)."""
     from groklab.results import collect
-    from groklab.sweep import RUNS_DIR, SWEEP_FILE, read_sweep
+    from groklab.sweep import SWEEP_FILE, read_sweep
 
     rows, evals = collect(folder)
-    lost = [r for r in rows if not Path(r["run_dir"]).exists() and (folder / RUNS_DIR / r["run_id"]).is_dir()]
-    if lost:  # the runs would all look untrained: say why instead
-        raise GroklabError(
-            f"{folder}: sweep.json records its runs under {str(Path(lost[0]['run_dir']).parent.parent)!r}, which is "
-            "not there from here (the folder was moved, or that path is relative to the directory the sweep was "
-            "started in); run the report from that directory")
     header, params = None, {}
     if (folder / SWEEP_FILE).exists():
         header, sweep_runs = read_sweep(folder)

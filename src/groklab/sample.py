@@ -170,7 +170,7 @@ def evaluate_split(run: LoadedRun, split: str) -> dict:
     if data.tokenizer != run.tokenizer:  # ids from another vocabulary would be read as the wrong tokens
         raise CheckpointError(f"{run.run_dir}: vocab.json ({run.tokenizer._describe()}) does not match the run's "
                               f"data ({data.tokenizer._describe()}): the weights and vocab.json come from another run")
-    examples = data.splits.get(split)
+    examples = data.scored.get(split)
     if examples is None or len(examples) == 0:
         raise GroklabError(f"{run.run_dir}: the run has no {split!r} split")
     loss, acc = evaluate(run.model, stack([examples], mcfg.block_size))

@@ -76,7 +76,10 @@ def read_sweep(out: Path) -> tuple[dict, list[SweepRun]]:
     if not path.exists():
         raise GroklabError(f"{out}: not a sweep folder (no {SWEEP_FILE})")
     saved = ckpt.read_json(path)
-    runs = [SweepRun(r["run_id"], r["experiment"], r["params"], RunConfig.from_dict(r["config"]))
+    # a run lives at OUT/runs/<run_id> wherever OUT is now: a sweep folder can be moved, copied, or read
+    # from another directory than the one it was started in
+    runs = [SweepRun(r["run_id"], r["experiment"], r["params"],
+                     RunConfig.from_dict(r["config"]).replace(out_dir=str(out / RUNS_DIR / r["run_id"])))
             for r in saved["runs"]]
     return saved, runs
 
@@ -85,7 +88,7 @@ def prepare(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | Non
             argv: Sequence[str] | None = None) -> list[SweepRun]:
     """Expand the spec into run configs under `out` and write spec.toml and sweep.json. A sweep folder can be
     extended (new runs are added) but a run that exists with a different config is refused."""
-    out = Path(out)
+    out = Path(out).resolve()  # absolute: Ray workers do not share the driver's working directory
     planned: list[PlannedRun] = spec.expand(overrides)
     runs = [SweepRun(p.run_id, p.experiment, p.params,
                      p.config.replace(out_dir=str(out / RUNS_DIR / p.run_id), progress=False))
@@ -95,7 +98,8 @@ def prepare(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | Non
         previous = {r.run_id: r for r in read_sweep(out)[1]}
     for r in runs:
         old = previous.get(r.run_id)
-        if old is not None and old.config.replace(resume=False) != r.config.replace(resume=False):
+        if old is not None and old.config.replace(resume=False, out_dir="-") != r.config.replace(resume=False,
+                                                                                                   out_dir="-"):
             changed = [k for k, v in _flat(r.config).items() if _flat(old.config).get(k) != v]
             raise SpecError(f"{out}: run {r.run_id} already exists there with {changed[0]}="
                             f"{_flat(old.config)[changed[0]]!r} (now {_flat(r.config)[changed[0]]!r}); "

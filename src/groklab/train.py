@@ -83,9 +83,12 @@ class Member:
 
 def group_key(cfg: RunConfig, data: RunData) -> tuple:
     """What the runs of one group must share: the model shape (context resolved from the data), the
-    vocabulary size, and every loop setting the group applies to all of its runs at once."""
+    vocabulary size, the kind of gradient filter (its state has one shape a group), and every loop setting
+    the group applies to all of its runs at once."""
     t = cfg.train
-    return (dataclasses.replace(cfg.model, block_size=data.block_size), data.tokenizer.vocab_size, t.max_steps,
+    o = cfg.optim
+    return (dataclasses.replace(cfg.model, block_size=data.block_size), data.tokenizer.vocab_size,
+            o.grokfast, o.grokfast_window if o.grokfast == "ma" else None, t.max_steps,
             t.eval_points_per_decade, t.eval_interval, t.device, t.early_stop_evals, t.grok_threshold,
             t.checkpoint_interval, t.cuda_graph, t.compile, t.resume)
 
@@ -94,7 +97,7 @@ def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
     keys = {group_key(m.cfg, m.data) for m in members}
     if len(keys) != 1:
         raise GroklabError("runs in one group must share the model shape, vocabulary size, step budget, "
-                           "evaluation schedule, early stop, device and step path; `train_many` groups them")
+                           "gradient filter, evaluation schedule, early stop, device and step path; `train_many` groups them")
     key = keys.pop()
     return key[0], key[1]
 
@@ -205,7 +208,7 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                     compile=tcfg.compile)
     eval_sets = {}
     for split in SPLITS:
-        parts = [m.data.splits[split] for m in members]
+        parts = [m.data.scored[split] for m in members]
         if any(len(p) for p in parts):
             eval_sets[split] = stack(parts, mcfg.block_size).to(device)
 
@@ -242,7 +245,9 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     log(f"{E} run(s) · {model.numel:,} parameters each · vocab {vocab} · context {mcfg.block_size} · "
         f"{len(members[0].data.splits['train']):,} train examples · device {device} · step: {path}")
 
-    schedule = [s for s in eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval) if s > start]
+    snapshots = set(eval_steps(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
+    schedule = sorted(s for s in set(eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval))
+                      | snapshots if s > start)
     from tqdm import tqdm
 
     bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
@@ -266,6 +271,10 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
             if tb is not None:
                 tb.write(members, model.flat, step)
+            if step in snapshots:
+                for e, m in enumerate(members):
+                    if not m.failed:
+                        ckpt.save_snapshot(m.run_dir, model.member_state(e), step)  # host sync
             if all(m.failed for m in members):
                 break
             done = _confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold)
@@ -322,7 +331,7 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
             continue
         row = {"step": step, "elapsed_s": round(elapsed, 3)}
         for split in SPLITS:
-            has = split in results and len(m.data.splits[split]) > 0
+            has = split in results and len(m.data.scored[split]) > 0
             row[f"{split}_loss"] = results[split][0][e] if has else None
             row[f"{split}_acc"] = results[split][1][e] if has else None
         bad = [k for k, v in row.items() if k.endswith("_loss") and v is not None and not math.isfinite(v)]
