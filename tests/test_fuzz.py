@@ -83,6 +83,16 @@ def is_usage_error(err: str) -> bool:
     return any(line.startswith("usage: groklab") for line in err.split("\n"))
 
 
+def tally_refusal(code: int, err: str, counts: Counter, example: list[str], *folders: Path) -> None:
+    """A fuzzed command line that was refused: check it is clean, count it as argparse's usage error or
+    groklab's own, and keep groklab's message as the ledger's example."""
+    line = assert_clean_error(code, err)
+    usage = is_usage_error(err)
+    counts["argparse" if usage else "groklab"] += 1
+    if not usage:
+        example[:] = [hide(line, *folders)]
+
+
 # =========================================================================================================
 # data files
 # =========================================================================================================
@@ -1037,10 +1047,7 @@ def test_fuzzed_data_command_lines(tmp_path, capsys, reliability):
             assert (out / "manifest.json").exists()
             counts["written"] += 1
             return
-        line = assert_clean_error(code, err)
-        counts["argparse" if is_usage_error(err) else "groklab"] += 1
-        if not is_usage_error(err):
-            example[:] = [hide(line, tmp_path)]
+        tally_refusal(code, err, counts, example, tmp_path)
 
     check()
     assert counts["written"] and counts["groklab"] and counts["argparse"]
@@ -1076,10 +1083,7 @@ def test_fuzzed_train_command_lines_are_checked_before_training(tmp_path, capsys
         if code == 0:
             counts["accepted"] += 1
             return
-        line = assert_clean_error(code, err)
-        counts["argparse" if is_usage_error(err) else "groklab"] += 1
-        if not is_usage_error(err):
-            example[:] = [hide(line, tmp_path)]
+        tally_refusal(code, err, counts, example, tmp_path)
 
     check()
     assert counts["accepted"] and counts["groklab"] and counts["argparse"]

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from groklab import checkpoint as ckpt
 from groklab.config import RunConfig
+from groklab.data import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
 from groklab.model import GPT
@@ -104,10 +105,9 @@ def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def _train_pairs(run_dir: Path, symbol: str) -> torch.Tensor:
-    lines = (run_dir / "data" / "train.txt").read_text().split()
-    pat = re.compile(rf"(\d+){re.escape(symbol)}(\d+)=(\d+)")
-    pairs = [(int(m.group(1)), int(m.group(2))) for line in lines if (m := pat.fullmatch(line))]
-    return torch.tensor(pairs, dtype=torch.long)
+    """(a, b) of the run's train equations with this operation, read back as the run stored them."""
+    equations = [parse_equation(line) for line in read_equation_file(run_dir / "data" / "train.txt")]
+    return torch.tensor([(a, b) for a, op, b, _ in equations if op == symbol], dtype=torch.long).view(-1, 2)
 
 
 def analyze(path: str | Path) -> dict:

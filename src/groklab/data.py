@@ -21,7 +21,7 @@ from typing import BinaryIO, Sequence
 
 import groklab
 from groklab.errors import DataError
-from groklab.files import atomic_write
+from groklab.files import atomic_write, open_binary
 from groklab.ops import OPERATIONS, Operation, check_modulus, resolve_ops
 
 SPLITS = ("train", "val", "test")
@@ -285,14 +285,7 @@ def _decode(raw: bytes, path: Path, first_line: int = 1) -> str:
 
 
 def _open(path: Path) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a text file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return open_binary(path, DataError, "a text file")
 
 
 def _read_utf8(path: Path) -> str:

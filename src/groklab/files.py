@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, sync: bool = True) -> None:
@@ -42,13 +42,24 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def read_bytes(path: Path, error: type[Exception], expected: str) -> bytes:
-    """The file's bytes, or `error` with one line naming the path (missing, a folder, unreadable)."""
+def open_binary(path: Path, error: type[Exception], expected: str) -> BinaryIO:
+    """The file opened for reading bytes, or `error` with one line naming the path (missing, a folder,
+    unreadable): the one place that turns a failed open into a user-facing message."""
     try:
-        return path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
     except IsADirectoryError:
         raise error(f"{path}: is a directory, expected {expected}") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
+
+
+def read_bytes(path: Path, error: type[Exception], expected: str, limit: int | None = None) -> bytes:
+    """The file's bytes (at most limit + 1 of them when `limit` is given, so that a caller can tell a file
+    over its limit, or an endless device, without reading it all), or `error` naming the path."""
+    with open_binary(path, error, expected) as f:
+        try:
+            return f.read() if limit is None else f.read(limit + 1)
+        except OSError as e:
+            raise error(f"{path}: cannot read ({e.strerror})") from None

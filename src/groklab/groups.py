@@ -59,6 +59,23 @@ def plan_groups(configs: Sequence[RunConfig], datas: Sequence[RunData] | None = 
     return list(groups.values())
 
 
+def plan_chunks(configs: Sequence[RunConfig], datas: Sequence[RunData], max_group: int | None,
+                share: float | None = MEMORY_SHARE) -> list[list[int]]:
+    """The groups of plan_groups, each split into chunks of at most `max_group` runs and, with a memory
+    `share`, of as many as fit that share of this machine's free GPU memory (None: the caller cannot see the
+    device that will train them, as a Ray driver cannot)."""
+    chunks: list[list[int]] = []
+    for group in plan_groups(configs, datas):
+        size = len(group)
+        if share is not None:
+            size = chunk_size([configs[i] for i in group], [datas[i] for i in group],
+                              resolve_device(configs[group[0]].train.device), share=share)
+        if max_group:
+            size = min(size, max_group)
+        chunks += [group[i : i + size] for i in range(0, len(group), size)]
+    return chunks
+
+
 def _written(configs: Sequence[RunConfig]) -> bool:
     return any((Path(c.train.out_dir) / ckpt.CONFIG_FILE).exists() for c in configs)
 
@@ -98,14 +115,8 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
     if workers > 1 and device.type == "cuda":
         raise GroklabError("--concurrent_groups > 1 is not supported on a GPU yet (groups in threads crashed on an "
                            "H100); leave it at 1 there, or use --backend ray with --gpus_per_group")
-    chunks: list[list[int]] = []
-    for group in plan_groups([configs[i] for i in ok], [datas[i] for i in ok]):
-        group = [ok[i] for i in group]
-        size = chunk_size([configs[i] for i in group], [datas[i] for i in group], resolve_device(
-            configs[group[0]].train.device), share=MEMORY_SHARE / workers)
-        if max_group:
-            size = min(size, max_group)
-        chunks += [group[i : i + size] for i in range(0, len(group), size)]
+    chunks = [[ok[i] for i in chunk] for chunk in plan_chunks([configs[i] for i in ok], [datas[i] for i in ok],
+                                                               max_group, share=MEMORY_SHARE / workers)]
 
     def train_chunk(chunk: list[int], tag: str) -> None:
         chunk_log = (lambda line: log(tag + line)) if tag else log

@@ -18,17 +18,15 @@ from groklab.config import RunConfig
 from groklab.errors import GroklabError
 
 TASK_RETRIES = 3  # of a group whose worker died; Python errors are recorded per run instead
+TASK_MAX_GROUP = 256  # runs a task, when --max_group is not given (a worker retries smaller on out-of-memory)
 
 
 def _train_group(config_dicts: list[dict], argv: list[str] | None, retry_failed: bool, log_path: str) -> list[dict]:
     """Runs on a Ray worker: train (or resume) one group; returns each run's summary or failure."""
     from groklab.groups import train_many
-    from groklab.sweep import ready_to_train
+    from groklab.sweep import log_to, ready_to_train
 
-    def log(line: str) -> None:
-        with open(log_path, "a") as f:
-            f.write(line + "\n")
-
+    log = log_to(log_path)
     configs = [RunConfig.from_dict(d) for d in config_dicts]
     todo = [c for c in (ready_to_train(c, retry_failed) for c in configs) if c is not None]
     return train_many(todo, argv=argv, log=log, isolate=True) if todo else []
@@ -38,14 +36,10 @@ def plan_tasks(configs: Sequence[RunConfig], max_group: int | None) -> list[list
     """The groups a local sweep would train, split into tasks of at most `max_group` runs (the driver cannot
     see the workers' GPU memory, so it does not size groups from it)."""
     from groklab.dataset import load_run_data
-    from groklab.groups import plan_groups
+    from groklab.groups import plan_chunks
 
     datas = [load_run_data(c.data, c.model) for c in configs]
-    size = max_group or 256
-    tasks = []
-    for group in plan_groups(configs, datas):
-        tasks += [[configs[i] for i in group[k : k + size]] for k in range(0, len(group), size)]
-    return tasks
+    return [[configs[i] for i in chunk] for chunk in plan_chunks(configs, datas, max_group or TASK_MAX_GROUP, None)]
 
 
 def train_on_ray(configs: Sequence[RunConfig], argv: list[str] | None, address: str | None, gpus_per_group: float,

@@ -22,7 +22,7 @@ from groklab.config import RunConfig
 from groklab.errors import GroklabError
 from groklab.files import atomic_write, write_json
 from groklab.sweep_spec import PlannedRun, SpecError, SweepSpec
-from groklab.train import FAILED_FILE, SUMMARY_FILE
+from groklab.train import FAILED_FILE, SUMMARY_FILE, unfinished
 
 SWEEP_FILE = "sweep.json"
 SPEC_FILE = "spec.toml"
@@ -51,7 +51,7 @@ def ready_to_train(cfg: RunConfig, retry_failed: bool = False) -> RunConfig | No
         return None
     if status == "failed":
         (run_dir / FAILED_FILE).unlink()
-    if (run_dir / ckpt.STATE_FILE).exists():
+    if unfinished(run_dir) is not None:  # the same test `groklab train` applies to a repeated command
         return cfg.replace(resume=True)
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -121,6 +121,16 @@ def _flat(cfg: RunConfig) -> dict[str, Any]:
     return {k: v for section in cfg.to_dict().values() for k, v in section.items()}
 
 
+def log_to(path: str | Path) -> Callable[[str], None]:
+    """A log function appending timestamped lines to the sweep's log (in-process or on a Ray worker)."""
+
+    def log(line: str) -> None:
+        with open(path, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    return log
+
+
 class LiveLine:
     """One line for the whole sweep: runs done / running / failed, steps and ETA (tqdm's estimate). When
     stderr is not a terminal, a plain line at each change instead."""
@@ -128,12 +138,13 @@ class LiveLine:
     def __init__(self, name: str, runs: Sequence[SweepRun], log: Callable[[str], None]):
         from tqdm import tqdm
 
+        statuses = [run_status(r.run_dir) for r in runs]
         self.total_runs = len(runs)
-        self.done = sum(run_status(r.run_dir) == "done" for r in runs)
-        self.failed = sum(run_status(r.run_dir) == "failed" for r in runs)
+        self.done = statuses.count("done")
+        self.failed = statuses.count("failed")
         self.running = 0
         self.log = log
-        todo = [r for r in runs if run_status(r.run_dir) in ("partial", "pending")]
+        todo = [r for r, st in zip(runs, statuses) if st in ("partial", "pending")]
         total = sum(r.config.train.max_steps for r in runs)
         done_steps = total - sum(r.config.train.max_steps - (ckpt.saved_step(r.run_dir) or 0) for r in todo)
         self.bar = tqdm(total=total, initial=done_steps, unit="step", desc=name, dynamic_ncols=True, disable=None,
@@ -182,10 +193,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | N
     runs = prepare(spec, out, overrides, argv)
     log_path = out / LOG_FILE
 
-    def log(line: str) -> None:
-        with open(log_path, "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-
+    log = log_to(log_path)
     todo = [c for c in (ready_to_train(r.config, retry_failed) for r in runs) if c is not None]
     resuming = sum(c.train.resume for c in todo)
     echo(f"sweep {spec.name}: {len(runs)} runs in {out} · {len(runs) - len(todo)} already finished · "

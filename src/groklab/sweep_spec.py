@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from groklab.config import ConfigError, RunConfig, field_info
 from groklab.errors import GroklabError
+from groklab.files import read_bytes
 from groklab.ops import OPERATIONS
 
 # set by the sweep itself: where a run lives and whether it resumes
@@ -249,18 +250,12 @@ def parse_spec(text: str, where: str = "spec", root: Path | None = None) -> Swee
 
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
+    # bounded: a device such as /dev/zero never ends
+    raw = read_bytes(path, SpecError, "a sweep spec (.toml)", limit=MAX_SPEC_BYTES)
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 2**20} MiB; not a sweep spec")
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_SPEC_BYTES + 1)  # bounded: a device such as /dev/zero never ends
-        if len(raw) > MAX_SPEC_BYTES:
-            raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES // 2**20} MiB; not a sweep spec")
         text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, expected a sweep spec (.toml)") from None
     except UnicodeDecodeError as e:
         raise SpecError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read ({e.strerror})") from None
     return parse_spec(text, str(path), path.parent)

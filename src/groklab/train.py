@@ -338,10 +338,7 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
         if bad or not finite_weights[e]:
             what = "weights" if not finite_weights[e] else bad[0].replace("_", " ")
             m.failed = record_failure(m.run_dir, f"non-finite {what} at step {step:,}", step)
-            if log is not None or bar.disable:
-                (log or print)(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on")
-            else:
-                bar.write(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on", file=sys.stderr)
+            _emit(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on", bar, log)
             continue
         m.history.append(row)
         _write_history(m)
@@ -360,6 +357,12 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
         line = (f"step {step}: train acc mean {sum(train) / len(train):.3f} | val acc mean {sum(val) / len(val):.3f}"
                 f" min {min(val):.3f} max {max(val):.3f}")
         bar.set_postfix(val_acc_mean=f"{sum(val) / len(val):.3f}", refresh=False)
+    _emit(line, bar, log)
+
+
+def _emit(line: str, bar, log: Callable[[str], None] | None) -> None:
+    """An evaluation's line: to the sweep's log if there is one, else under the progress bar (or plainly
+    printed when the bar is off)."""
     if log is not None:
         log(line)
     elif bar.disable:
