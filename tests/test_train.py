@@ -141,3 +141,13 @@ def test_accuracy_and_eval_loss_score_the_answer_even_when_training_on_every_tok
     assert (data.splits["train"].targets >= 0).sum() > (default.splits["train"].targets >= 0).sum()
     out = train_runs([cfg.replace(max_steps=150)], log=_quiet)
     assert out[0]["final"]["train_acc"] > 0.2  # 7*7 pairs: learnable fast once the score is the answer
+
+
+@pytest.mark.parametrize("field, value", [("block_size", 2**70), ("n_embd", 2**70), ("n_layer", 2**70),
+                                          ("batch_size", 2**70), ("eval_points_per_decade", 2**70),
+                                          ("grokfast_window", 2**70)])
+def test_sizes_far_beyond_any_model_are_refused_not_crashed(tmp_path, field, value):
+    """Found by fuzzing: --block_size 2**70 overflowed torch.zeros with a traceback; a huge evaluation density
+    would have looped for hours before the first step."""
+    with pytest.raises(GroklabError, match=f"{field}: must be at most"):
+        tiny_config(tmp_path / "x", **{field: value})

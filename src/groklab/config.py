@@ -32,6 +32,11 @@ def _require(ok: bool, name: str, message: str) -> None:
         raise ConfigError(f"{name}: {message}")
 
 
+def _at_most(value: int, limit: int, name: str) -> None:
+    """Shapes and schedules far beyond any model here would overflow torch's sizes or loop for hours."""
+    _require(value <= limit, name, f"must be at most {limit:,}, got {value}")
+
+
 TokenizerKind = Literal["char", "number"]
 LossOn = Literal["answer", "all"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -59,6 +64,8 @@ class ModelConfig:
             self.n_embd % self.n_head == 0, "n_embd", f"{self.n_embd} is not divisible by n_head={self.n_head}"
         )
         _require(self.block_size >= 0, "block_size", f"must be >= 0, got {self.block_size}")
+        for name, limit in (("n_layer", 1024), ("n_head", 4096), ("n_embd", 65536), ("block_size", 65536)):
+            _at_most(getattr(self, name), limit, name)
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
@@ -154,6 +161,7 @@ class OptimConfig:
         _require(0 <= self.grokfast_alpha < 1, "grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
         _require(self.grokfast_lamb >= 0, "grokfast_lamb", f"must be >= 0, got {self.grokfast_lamb}")
         _require(self.grokfast_window >= 1, "grokfast_window", f"must be at least 1, got {self.grokfast_window}")
+        _at_most(self.grokfast_window, 100_000, "grokfast_window")
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,9 @@ class TrainConfig:
         _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
         _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
         _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        for name, limit in (("max_steps", 10**12), ("batch_size", 2**20), ("eval_points_per_decade", 1000),
+                            ("snapshots_per_decade", 1000)):
+            _at_most(getattr(self, name), limit, name)
         _require(-(2**63) <= self.seed < 2**64, "seed", f"must fit in 64 bits (torch's seeds), got {self.seed}")
         _require(
             self.eval_points_per_decade >= 1,
