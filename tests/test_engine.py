@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from groklab.config import ModelConfig, OptimConfig
@@ -26,11 +27,14 @@ def _engine(optims, seeds, batch_sizes, datasets, optimizer="auto"):
     return Engine(model, Hyper.build(optims, seeds, batch_sizes, CPU), train, optimizer=optimizer)
 
 
-def test_step_matches_eager_adamw_reference():
-    """Our flat-buffer AdamW with clipping equals torch.optim.AdamW (nanoGPT grouping) step for step."""
-    opt_cfg = OptimConfig(learning_rate=3e-3, weight_decay=0.5, beta1=0.9, beta2=0.98, grad_clip=0.05)
+@pytest.mark.parametrize("mode,path", [("decoupled", "auto"), ("l2", "fused"), ("l2", "tensor")])
+def test_step_matches_eager_adamw_reference(mode, path):
+    """Our flat-buffer AdamW with clipping equals torch.optim.AdamW (nanoGPT grouping) step for step; with
+    L2 decay, torch.optim.Adam(weight_decay=...), on both optimizer paths."""
+    opt_cfg = OptimConfig(learning_rate=3e-3, weight_decay=0.5, beta1=0.9, beta2=0.98, grad_clip=0.05,
+                          weight_decay_mode=mode)
     x, y = _data()
-    eng = _engine([opt_cfg], [5], [8], [(x, y)])
+    eng = _engine([opt_cfg], [5], [8], [(x, y)], optimizer=path)
     ref = ReferenceGPT(CFG, V)
     ref.load_group_weights(eng.model.member_state(0))
     opt = make_optimizer(ref, opt_cfg, fused=False)
@@ -139,16 +143,17 @@ def test_evaluate_counts_only_real_rows_and_whole_answers():
 def test_fused_and_tensor_adamw_paths_agree():
     """The per-run fused torch AdamW and the whole-buffer tensor AdamW give the same trajectory."""
     optims = [OptimConfig(learning_rate=2e-3, weight_decay=1.0, beta2=0.98, grad_clip=0.5, warmup_steps=2),
-              OptimConfig(learning_rate=1e-3, weight_decay=0.0, beta1=0.8)]
-    datasets = [_data(30, 4), _data(30, 5)]
+              OptimConfig(learning_rate=1e-3, weight_decay=0.0, beta1=0.8),
+              OptimConfig(learning_rate=3e-3, weight_decay=0.3, weight_decay_mode="l2", warmup_steps=3)]
+    datasets = [_data(30, 4), _data(30, 5), _data(30, 6)]
     runs = {}
     for path in ("fused", "tensor"):
-        eng = _engine(optims, [1, 2], [8, 8], datasets, optimizer=path)
+        eng = _engine(optims, [1, 2, 3], [8, 8, 8], datasets, optimizer=path)
         for _ in range(5):
             eng.step()
         runs[path] = eng
     torch.testing.assert_close(runs["fused"].model.flat, runs["tensor"].model.flat, rtol=1e-5, atol=1e-6)
-    for e in range(2):
+    for e in range(3):
         a, b = runs["fused"].member_state(e), runs["tensor"].member_state(e)
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-7)  # float32 moments, different op order

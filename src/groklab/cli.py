@@ -173,7 +173,7 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
                    help="at most this many runs in one engine group (default: as many as fit)")
     p.add_argument("--concurrent_groups", "--concurrent-groups", type=int, default=None,
                    help="local backend: engine groups trained at once, each in its own thread and CUDA stream "
-                        "(default 1; for many small groups on one GPU)")
+                        "(default: 1 on a CPU; on a GPU up to 8, each captured before any trains)")
 
 
 def _analyze_cmd(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ TokenizerKind = Literal["char", "number"]
 LossOn = Literal["answer", "all"]
 Device = Literal["auto", "cpu", "cuda"]
 GradFilterKind = Literal["none", "ema", "ma"]
+WeightDecayMode = Literal["decoupled", "l2"]
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with decoupled weight decay on 2-D weights (matrices and embeddings), none on biases/LayerNorm."""
+    """AdamW with decoupled weight decay on 2-D weights (matrices and embeddings), none on biases/LayerNorm;
+    or Adam with the decay as an L2 term in the gradient (`weight_decay_mode="l2"`)."""
 
     learning_rate: float = field(default=1e-3, metadata=doc("AdamW learning rate", "lr"))
     weight_decay: float = field(default=0.1, metadata=doc("decoupled weight decay on 2-D weights", "wd"))
@@ -138,6 +140,11 @@ class OptimConfig:
     eps: float = field(default=1e-8, metadata=doc("AdamW epsilon"))
     grad_clip: float = field(default=1.0, metadata=doc("clip each run's gradient norm to this; 0 = off"))
     warmup_steps: int = field(default=0, metadata=doc("linear learning-rate warm-up steps (then constant)"))
+    weight_decay_mode: WeightDecayMode = field(
+        default="decoupled", metadata=doc("'decoupled': AdamW's decay of the weights; 'l2': wd * weight added to the "
+                                          "gradient before Adam's moments, as torch.optim.Adam(weight_decay=...) "
+                                          "(the Grokfast paper's code)")
+    )
     grokfast: GradFilterKind = field(
         default="none", metadata=doc("Grokfast gradient filter (Lee et al. 2024): 'ema', 'ma' (moving average) or 'none'")
     )
@@ -157,6 +164,8 @@ class OptimConfig:
         _require(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
         _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _require(self.weight_decay_mode in get_args(WeightDecayMode), "weight_decay_mode",
+                 f"'decoupled' or 'l2', got {self.weight_decay_mode!r}")
         _require(self.grokfast in get_args(GradFilterKind), "grokfast", f"'none', 'ema' or 'ma', got {self.grokfast!r}")
         _require(0 <= self.grokfast_alpha < 1, "grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
         _require(self.grokfast_lamb >= 0, "grokfast_lamb", f"must be >= 0, got {self.grokfast_lamb}")

@@ -65,14 +65,19 @@ def _clip_coef(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
 
 
 def _adamw_rows(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-                step: torch.Tensor, h: "Hyper", decay_mask: torch.Tensor, clip: bool) -> None:
+                step: torch.Tensor, h: "Hyper", decay_mask: torch.Tensor, clip: bool, l2: bool = False) -> None:
     """AdamW on (E, N) buffers with (E, 1) hyperparameters, `step` already counting this update; the same
-    order of operations as torch.optim.AdamW's single-tensor path. Computed out of place, written back at
-    the end: one shape of code that eager mode and torch.compile both take."""
+    order of operations as torch.optim.AdamW's single-tensor path (and torch.optim.Adam's, for the runs
+    whose decay is L2: `l2` says some are). Computed out of place, written back at the end: one shape of code
+    that eager mode and torch.compile both take."""
     g = grad * _clip_coef(grad, h.grad_clip) if clip else grad
     t = step.to(flat.dtype)
     lr = h.lr * torch.clamp(t / h.warmup.clamp(min=1), max=1.0)  # linear warm-up, then constant
-    new_flat = flat * (1 - lr * h.weight_decay * decay_mask)
+    decay = h.weight_decay * decay_mask
+    if l2:
+        g = g + (h.l2 * decay) * flat
+        decay = decay * (1 - h.l2)
+    new_flat = flat * (1 - lr * decay)
     m = torch.lerp(exp_avg, g, 1 - h.beta1)
     v = exp_avg_sq * h.beta2 + (1 - h.beta2) * g * g
     bias_correction1 = 1 - h.beta1**t
@@ -99,6 +104,7 @@ class Hyper:
     grokfast_alpha: torch.Tensor
     grokfast_lamb: torch.Tensor
     orthograd: torch.Tensor  # (E, 1): 1 where ⊥Grad is on
+    l2: torch.Tensor  # (E, 1): 1 where weight decay is an L2 term in the gradient (Adam), 0 decoupled (AdamW)
     grokfast: str = "none"  # one filter kind and window a group: their state buffers have one shape
     grokfast_window: int = 100
 
@@ -122,6 +128,7 @@ class Hyper:
             grokfast_alpha=col([o.grokfast_alpha for o in optims]),
             grokfast_lamb=col([o.grokfast_lamb for o in optims]),
             orthograd=col([float(o.orthograd) for o in optims]),
+            l2=col([float(o.weight_decay_mode == "l2") for o in optims]),
             grokfast=_one({o.grokfast for o in optims}, "grokfast"),
             grokfast_window=_one({o.grokfast_window for o in optims}, "grokfast_window"),
         )
@@ -165,6 +172,7 @@ class Engine:
         self.slot_valid = torch.arange(self.max_batch, device=dev)[None, :] < hyper.batch_sizes[:, None]
         self.clip = bool((hyper.grad_clip > 0).any())
         self.orthograd = bool((hyper.orthograd > 0).any())
+        self.l2 = bool((hyper.l2 > 0).any())
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_loss = torch.zeros(0)
         if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
@@ -185,18 +193,22 @@ class Engine:
 
     def _build_fused(self) -> None:
         m, h, D = self.model, self.hyper, self.model.n_decay
-        groups, self._slices = [], []
+        groups: dict[bool, list[dict]] = {False: [], True: []}  # decoupled (AdamW) runs, L2 (Adam) runs
+        regions = []
         for e in range(m.n_members):
             for lo, hi, decays in ((0, D, True), (D, m.numel, False)):
                 if hi <= lo:
                     continue
                 p = m.flat[e, lo:hi].detach()  # a contiguous leaf view of run e's region
                 p.grad = m.grad[e, lo:hi]
-                groups.append({"params": [p], "lr": float(h.lr[e]), "betas": (float(h.beta1[e]), float(h.beta2[e])),
-                               "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays else 0.0,
-                               "run": e})
-                self._slices.append((e, lo, hi, p))
-        self._opt = torch.optim.AdamW(groups, fused=True)
+                l2 = bool(h.l2[e] > 0)
+                groups[l2].append({"params": [p], "lr": float(h.lr[e]), "betas": (float(h.beta1[e]), float(h.beta2[e])),
+                                   "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays else 0.0,
+                                   "run": e})
+                regions.append((e, lo, hi, p, l2))
+        opts = {l2: (torch.optim.Adam if l2 else torch.optim.AdamW)(g, fused=True) for l2, g in groups.items() if g}
+        self._opts = list(opts.values())
+        self._slices = [(e, lo, hi, p, opts[l2]) for e, lo, hi, p, l2 in regions]
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Inputs (E, B, T), loss positions (E, B, K) or None, and answers (E, B, K) of the next step."""
@@ -273,25 +285,26 @@ class Engine:
         self.steps_taken += 1
         if self.optimizer_path == "tensor":
             self._update_fn(flat, grad, self.exp_avg, self.exp_avg_sq, self.step_count, h, self.model.decay_mask,
-                            self.clip)
+                            self.clip, self.l2)
             return
         if self.clip:
             grad.mul_(_clip_coef(grad, h.grad_clip))
         if self.optimizer_path == "fused":
             t = self.steps_taken
-            for g in self._opt.param_groups:
-                e = g["run"]
-                warm = float(h.warmup[e])
-                g["lr"] = float(h.lr[e]) * min(1.0, t / max(warm, 1.0))
-            self._opt.step()
+            for opt in self._opts:
+                for g in opt.param_groups:
+                    e = g["run"]
+                    warm = float(h.warmup[e])
+                    g["lr"] = float(h.lr[e]) * min(1.0, t / max(warm, 1.0))
+                opt.step()
 
     def _moment(self, e: int, name: str) -> torch.Tensor:
         if self.optimizer_path == "tensor":
             return getattr(self, name)[e]
         parts = []
-        for run, lo, hi, p in self._slices:
+        for run, lo, hi, p, opt in self._slices:
             if run == e:
-                state = self._opt.state[p]
+                state = opt.state[p]
                 parts.append(state[name] if state else torch.zeros(hi - lo, device=p.device))
         return torch.cat(parts)
 
@@ -312,9 +325,9 @@ class Engine:
             if self.optimizer_path == "tensor":
                 getattr(self, name)[e].copy_(t)
                 continue
-            for run, lo, hi, p in self._slices:
+            for run, lo, hi, p, opt in self._slices:
                 if run == e:
-                    st = self._opt.state[p]
+                    st = opt.state[p]
                     if not st:
                         st["step"] = torch.tensor(float(step), dtype=torch.float32, device=p.device)
                         st["exp_avg"] = torch.zeros_like(p)

@@ -16,7 +16,7 @@ from groklab.config import RunConfig
 from groklab.dataset import RunData, load_run_data
 from groklab.errors import GroklabError
 from groklab.model import param_layout
-from groklab.train import group_key, record_failure, resolve_device, train_runs
+from groklab.train import OpenGroup, group_key, open_group, record_failure, resolve_device, train_group, train_runs
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
 
@@ -88,11 +88,15 @@ class Progress(Protocol):
     def finished(self, runs: Sequence[RunConfig], results: Sequence[dict]) -> None: ...
 
 
+MAX_AUTO_CONCURRENT = 8  # groups trained at once on one GPU by default: enough to fill an H100 with small groups
+
+
 def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, max_group: int | None = None,
                progress: Progress | None = None, isolate: bool = False, concurrent: int | None = None) -> list[dict]:
-    """Train any number of runs: grouped by shape, chunked to fit memory, `concurrent` chunks at a time
-    (default 1; more run each in its own thread and, on a GPU, its own CUDA stream). Results in input order.
+    """Train any number of runs: grouped by shape, chunked to fit memory, `concurrent` chunks at a time, each
+    in its own thread (and, on a GPU, its own CUDA stream). Default: one at a time on a CPU; on a GPU as many
+    as MAX_AUTO_CONCURRENT, since small groups leave it mostly idle. Results in input order.
     `isolate`: an error in one chunk marks its runs failed (failed.json, with the reason) and the other
     chunks go on, as a sweep wants; otherwise it propagates."""
     datas: list[RunData | None] = []
@@ -109,65 +113,115 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
     if not ok:
         return [r for r in results if r is not None]
     device = resolve_device(configs[ok[0]].train.device)
-    # one group at a time unless asked; several train in threads on a CPU. On a GPU, threads with a CUDA
-    # stream each crashed inside torch on an H100 (2026-11-23), so it is refused there until fixed
-    workers = min(max(1, concurrent or 1), len(ok))
-    if workers > 1 and device.type == "cuda":
-        raise GroklabError("--concurrent_groups > 1 is not supported on a GPU yet (groups in threads crashed on an "
-                           "H100); leave it at 1 there, or use --backend ray with --gpus_per_group")
-    chunks = [[ok[i] for i in chunk] for chunk in plan_chunks([configs[i] for i in ok], [datas[i] for i in ok],
-                                                               max_group, share=MEMORY_SHARE / workers)]
 
-    def train_chunk(chunk: list[int], tag: str) -> None:
-        chunk_log = (lambda line: log(tag + line)) if tag else log
+    def plan(workers: int) -> list[list[int]]:
+        return [[ok[i] for i in chunk] for chunk in plan_chunks([configs[i] for i in ok], [datas[i] for i in ok],
+                                                                 max_group, share=MEMORY_SHARE / workers)]
+
+    if concurrent is None and device.type == "cuda":
+        chunks = plan(1)
+        workers = min(MAX_AUTO_CONCURRENT, len(chunks))
+        if workers > 1:
+            chunks = plan(workers)
+    else:
+        workers = max(1, concurrent or 1)
+        chunks = plan(workers)
+    workers = min(workers, len(chunks))
+    if workers > 1 and device.type == "cuda" and any(configs[i].model.dropout > 0 for i in ok):
+        # a captured graph reads the global generator's seed at replay; each group reseeds it when opened
+        log("dropout > 0: groups train one after another on a GPU, so that each replays its own random stream")
+        workers = 1
+
+    def guarded(part: list[int], fn: Callable[[list[RunConfig]], object], pending: list[list[int]] | None,
+                chunk_log: Callable[[str], None]):
+        """fn(the part's configs) under the sweep's error policy: its value; or the part's failure records;
+        or None when out of GPU memory split it in two (queued on `pending`; None: it may not be split)."""
+        cfgs = [configs[i] for i in part]
+        try:
+            return fn(cfgs)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if pending is None or len(part) == 1 or (_written(cfgs) and not all(c.train.resume for c in cfgs)):
+                error = GroklabError(
+                    f"out of GPU memory with a group of {len(part)} run(s) after its run directories were "
+                    "written; rerun with --resume (it will split the group) or fewer runs or groups at once")
+                if not isolate:
+                    raise error from None
+                return [record_failure(c.train.out_dir, str(error)) for c in cfgs]
+            half = len(part) // 2
+            chunk_log(f"out of GPU memory with {len(part)} runs at once: splitting into {half} + {len(part) - half}")
+            pending[:0] = [part[:half], part[half:]]
+            return None
+        except (GroklabError, RuntimeError, ValueError) as e:
+            if not isolate:
+                raise
+            return [record_failure(c.train.out_dir, f"{type(e).__name__}: {e}") for c in cfgs]
+
+    def started(part: list[int]) -> None:
+        if progress is not None:
+            progress.started([configs[i] for i in part])
+
+    def finished(part: list[int], out: list[dict] | None) -> None:
+        if progress is not None:
+            progress.finished([configs[i] for i in part], out or [])
+        for i, result in zip(part, out or []):
+            results[i] = result
+
+    def steps_hook(part: list[int]):
+        return (lambda n, k=len(part): progress.run_steps(n * k)) if progress else None
+
+    def tagged(k: int) -> Callable[[str], None]:
+        return log if workers <= 1 else (lambda line: log(f"[group {k + 1}/{len(chunks)}] {line}"))
+
+    def train_chunk(k: int, chunk: list[int]) -> None:
         pending = [chunk]
         while pending:
             part = pending.pop(0)
-            cfgs = [configs[i] for i in part]
-            if progress is not None:
-                progress.started(cfgs)
-            try:
-                out = train_runs(cfgs, argv=argv, log=chunk_log, datas=[datas[i] for i in part],
-                                 on_steps=(lambda n, k=len(part): progress.run_steps(n * k)) if progress else None)
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                if len(part) == 1 or (_written(cfgs) and not all(c.train.resume for c in cfgs)):
-                    error = GroklabError(
-                        f"out of GPU memory with a group of {len(part)} run(s) after its run directories were "
-                        "written; rerun with --resume (it will split the group) or fewer runs at once")
-                    if not isolate:
-                        raise error from None
-                    out = [record_failure(c.train.out_dir, str(error)) for c in cfgs]
-                else:
-                    half = len(part) // 2
-                    chunk_log(f"out of GPU memory with {len(part)} runs at once: splitting into {half} + "
-                              f"{len(part) - half}")
-                    if progress is not None:
-                        progress.finished(cfgs, [])
-                    pending[:0] = [part[:half], part[half:]]
-                    continue
-            except (GroklabError, RuntimeError, ValueError) as e:
-                if not isolate:
-                    raise
-                out = [record_failure(c.train.out_dir, f"{type(e).__name__}: {e}") for c in cfgs]
-            if progress is not None:
-                progress.finished(cfgs, out)
-            for i, result in zip(part, out):
-                results[i] = result
+            started(part)
+            finished(part, guarded(part, lambda cfgs: train_runs(
+                cfgs, argv=argv, log=tagged(k), datas=[datas[i] for i in part], on_steps=steps_hook(part)),
+                pending, tagged(k)))
 
     if workers <= 1:
-        for chunk in chunks:
-            train_chunk(chunk, "")
-    else:
-        def in_own_stream(k: int, chunk: list[int]) -> None:
-            if device.type != "cuda":
-                train_chunk(chunk, f"[group {k + 1}/{len(chunks)}] ")
-                return
-            with torch.cuda.stream(torch.cuda.Stream(device)):
-                train_chunk(chunk, f"[group {k + 1}/{len(chunks)}] ")
-                torch.cuda.current_stream().synchronize()
-
+        for k, chunk in enumerate(chunks):
+            train_chunk(k, chunk)
+    elif device.type != "cuda":
         with ThreadPoolExecutor(workers) as pool:
-            for f in [pool.submit(in_own_stream, k, c) for k, c in enumerate(chunks)]:
+            for f in [pool.submit(train_chunk, k, c) for k, c in enumerate(chunks)]:
                 f.result()  # re-raise what a chunk raised (only without `isolate`)
+    else:
+        for first in range(0, len(chunks), workers):
+            _train_wave(list(enumerate(chunks))[first:first + workers], device, guarded, started, finished, tagged,
+                        lambda part, k: open_group([configs[i] for i in part], argv=argv, log=tagged(k),
+                                                   datas=[datas[i] for i in part], on_steps=steps_hook(part)))
     return [r for r in results if r is not None]
+
+
+def _train_wave(wave: list[tuple[int, list[int]]], device: torch.device, guarded, started, finished, tagged,
+                opener) -> None:
+    """Several groups on one GPU at once: each is opened (its step captured as a CUDA graph) here, one after
+    another, before any trains; then each trains in its own thread and CUDA stream. A capture while other
+    threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
+    opened: list[tuple[list[int], OpenGroup]] = []
+    for k, chunk in wave:
+        pending = [chunk]
+        while pending:
+            part = pending.pop(0)
+            started(part)
+            got = guarded(part, lambda cfgs: opener(part, k), pending, tagged(k))
+            if isinstance(got, OpenGroup):
+                opened.append((part, got))
+            else:
+                finished(part, got)
+    torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
+
+    def run(part: list[int], group: OpenGroup) -> None:
+        stream = torch.cuda.Stream(device)
+        with torch.cuda.stream(stream):
+            out = guarded(part, lambda cfgs: train_group(group), None, group.log)
+            stream.synchronize()
+        finished(part, out)
+
+    with ThreadPoolExecutor(max(1, len(opened))) as pool:
+        for f in [pool.submit(run, part, group) for part, group in opened]:
+            f.result()

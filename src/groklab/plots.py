@@ -9,8 +9,10 @@ Each function writes a PNG to `path`, or returns its bytes when `path` is None.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +29,18 @@ ACC_LABEL = "exact-match accuracy (fraction right)"
 LOSS_FLOOR = 1e-7  # where a loss of exactly 0 is drawn on the log axis
 DPI = 110
 MAX_BANDS = 4  # settings compared in one panel with their bands; more are drawn as lines only
+
+
+_PYPLOT = threading.RLock()  # pyplot keeps global state: groups training in threads must not draw at once
+
+
+def _one_at_a_time(draw):
+    @functools.wraps(draw)
+    def serialized(*args, **kwargs):
+        with _PYPLOT:
+            return draw(*args, **kwargs)
+
+    return serialized
 
 
 def _pyplot():
@@ -106,6 +120,7 @@ def _splits(histories: Sequence[Sequence[dict]]) -> list[str]:
     return [s for s in COLORS if any(h.get(f"{s}_acc") is not None for rows in histories for h in rows)]
 
 
+@_one_at_a_time
 def plot_curves(history: Sequence[dict], path: str | Path | None, title: str, marks: dict[str, int | None],
                 dpi: int = DPI) -> Path | bytes:
     """One run: loss and accuracy of each split, with vertical lines at the marked steps."""
@@ -156,6 +171,7 @@ def _median(values: Sequence[float]) -> float:
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
+@_one_at_a_time
 def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int | None]], path: str | Path | None,
               title: str, dpi: int = DPI) -> Path | bytes:
     """Several runs of one setting (seeds): each split's mean with a min–max band; below the accuracy panel
@@ -211,6 +227,7 @@ def compare_bands(series: Sequence[tuple[str, Sequence[Sequence[dict]]]]) -> boo
     return len(series) <= MAX_BANDS and any(len(h) > 1 for _, h in series)
 
 
+@_one_at_a_time
 def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: str, path: str | Path | None,
                  title: str, dpi: int = DPI) -> Path | bytes:
     """One metric (e.g. val_acc) of several settings in one panel: each setting's mean over its runs, with
@@ -252,6 +269,7 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
     return _save(fig, path, dpi)
 
 
+@_one_at_a_time
 def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[str], ylabels: Sequence[str],
                  xname: str, yname: str, path: str | Path | None, title: str, dpi: int = DPI) -> Path | bytes:
     """A phase diagram: steps-to-grok of each (y, x) cell on a log colour scale. A cell is a dict with

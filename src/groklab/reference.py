@@ -82,12 +82,14 @@ class ReferenceGPT(nn.Module):
         return out
 
 
-def make_optimizer(model: nn.Module, cfg: OptimConfig, fused: bool | None = None) -> torch.optim.AdamW:
-    """nanoGPT's grouping: weight decay on 2-D parameters, none on biases and LayerNorm."""
+def make_optimizer(model: nn.Module, cfg: OptimConfig, fused: bool | None = None) -> torch.optim.Optimizer:
+    """nanoGPT's grouping: weight decay on 2-D parameters, none on biases and LayerNorm. AdamW, or Adam with
+    the decay as L2 in the gradient for weight_decay_mode 'l2'."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused)
+    kind = torch.optim.Adam if cfg.weight_decay_mode == "l2" else torch.optim.AdamW
+    return kind(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused)
 
 
 def reference_step(model: ReferenceGPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

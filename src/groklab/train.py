@@ -183,13 +183,26 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
         _write_history(m, sync=True)
 
 
-def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
+@dataclass
+class OpenGroup:
+    """A group set up to train: runs' folders written (or resumed), weights on the device, its step captured.
+    Opening and training are separate so that several groups can be captured one after another and then
+    trained at once (a CUDA graph capture must not overlap other work in the process)."""
+
+    members: list[Member]
+    model: GPT
+    engine: Engine
+    eval_sets: dict
+    start: int
+    path: str
+    log: Callable[[str], None]
+    on_steps: Callable[[int], None] | None
+
+
+def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
-               on_steps: Callable[[int], None] | None = None) -> list[dict]:
-    """Train these runs as one group and return their summaries (also written to each run's summary.json);
-    a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
-    `datas`: each run's data, if the caller has already loaded it. `on_steps(n)`: called as steps are taken,
-    instead of the progress bar and the printed evaluation lines (which then go to `log`): a sweep's hook."""
+               on_steps: Callable[[int], None] | None = None) -> OpenGroup:
+    """Everything before the first step of `train_runs`: load or resume each run, capture the step."""
     if datas is None:
         datas = [load_run_data(c.data, c.model) for c in configs]
     members = [Member(c, Path(c.train.out_dir), d) for c, d in zip(configs, datas)]
@@ -238,12 +251,33 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     path += " + torch.compile" if tcfg.compile else ""
     if not tcfg.resume:
         _prepare_dirs(members, argv, device, E, path)
+    return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
+
+
+def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
+               log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
+               on_steps: Callable[[int], None] | None = None) -> list[dict]:
+    """Train these runs as one group and return their summaries (also written to each run's summary.json);
+    a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
+    `datas`: each run's data, if the caller has already loaded it. `on_steps(n)`: called as steps are taken,
+    instead of the progress bar and the printed evaluation lines (which then go to `log`): a sweep's hook."""
+    return train_group(open_group(configs, argv, log, datas, on_steps))
+
+
+def train_group(g: OpenGroup) -> list[dict]:
+    """The training loop of an opened group, on the current CUDA stream; summaries as `train_runs`."""
+    members, model, engine, eval_sets, start, log, on_steps = (g.members, g.model, g.engine, g.eval_sets, g.start,
+                                                              g.log, g.on_steps)
+    configs = [m.cfg for m in members]
+    tcfg = configs[0].train
+    device = model.device
+    E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
 
     if E == 1:
         log("config: " + json.dumps(configs[0].to_dict(), sort_keys=True))
-    log(f"{E} run(s) · {model.numel:,} parameters each · vocab {vocab} · context {mcfg.block_size} · "
-        f"{len(members[0].data.splits['train']):,} train examples · device {device} · step: {path}")
+    log(f"{E} run(s) · {model.numel:,} parameters each · vocab {model.vocab_size} · context {model.cfg.block_size} · "
+        f"{len(members[0].data.splits['train']):,} train examples · device {device} · step: {g.path}")
 
     snapshots = set(eval_steps(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
     schedule = sorted(s for s in set(eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval))
@@ -268,6 +302,8 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                     _save_checkpoint(members, model, engine, step)
             if on_steps is not None:
                 on_steps(step - before)
+            if device.type == "cuda":  # wait here, without the GIL, so that groups in other threads go on launching
+                torch.cuda.current_stream(device).synchronize()
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
             if tb is not None:
                 tb.write(members, model.flat, step)
