@@ -83,3 +83,25 @@ def test_init_depends_only_on_seed():
     b.init_from_seeds([5, 7, 9])
     torch.testing.assert_close(a.flat[0], b.flat[1], rtol=0, atol=0)
     assert not torch.equal(b.flat[0], b.flat[1])
+
+
+def test_untied_head_is_its_own_weight_and_embeddings_take_their_init_std():
+    """tie_embeddings=False: the logits are the final features times lm_head (C, V), and the token embedding
+    no longer appears in them; embedding_init_std sets the embeddings' init (the Grokfast paper's model)."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, tie_embeddings=False, embedding_init_std=1.0)
+    names = [s.name for s in param_layout(cfg, V)]
+    assert "lm_head" in names and "lm_head" not in [s.name for s in param_layout(CFG, V)]
+    m = GPT(cfg, V, 1)
+    m.init_from_seeds([3])
+    assert 0.8 < float(m.params["wte"].std()) < 1.2 and float(m.params["lm_head"].std()) < 0.05
+    idx = torch.randint(0, V, (1, 4, 8))
+    before = m(idx).detach().clone()
+    with torch.no_grad():
+        m.params["lm_head"].mul_(2.0)
+    torch.testing.assert_close(m(idx).detach(), 2 * before)  # the head alone scales the logits
+    logits = m(idx)
+    logits.sum().backward()
+    head_rows = [s for s in m.specs if s.name == "lm_head"][0]
+    assert m.grad[0, head_rows.offset:head_rows.offset + head_rows.numel].abs().sum() > 0

@@ -56,6 +56,14 @@ class ModelConfig:
     )
     dropout: float = field(default=0.0, metadata=doc("dropout probability (0 keeps runs in a group exact)"))
     bias: bool = field(default=True, metadata=doc("biases in linear layers and LayerNorm, as nanoGPT"))
+    tie_embeddings: bool = field(
+        default=True, metadata=doc("the output head is the token embedding (nanoGPT); off: a head of its own "
+                                   "(the Grokfast paper's model)")
+    )
+    embedding_init_std: float = field(
+        default=0.02, metadata=doc("std of the token and position embeddings at init (nanoGPT: 0.02; "
+                                   "torch.nn.Embedding, as in the Grokfast paper's code: 1.0)")
+    )
 
     def __post_init__(self) -> None:
         _require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")
@@ -68,6 +76,8 @@ class ModelConfig:
         for name, limit in (("n_layer", 1024), ("n_head", 4096), ("n_embd", 65536), ("block_size", 65536)):
             _at_most(getattr(self, name), limit, name)
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _require(0.0 < self.embedding_init_std <= 10.0, "embedding_init_std",
+                 f"must be in (0, 10], got {self.embedding_init_std}")
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,16 @@ class ParamSpec:
 
 
 def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
-    """The parameters of one run, in a fixed order, as nanoGPT initialises them (tied input/output embedding)."""
+    """The parameters of one run, in a fixed order, as nanoGPT initialises them (tied input/output embedding
+    unless cfg.tie_embeddings is off, which adds a head "lm_head" (C, V))."""
     C, L = cfg.n_embd, cfg.n_layer
     proj_std = 0.02 / math.sqrt(2 * L)  # GPT-2's scaled init of residual projections
     entries: list[tuple[str, tuple[int, ...], bool, float, float]] = [
-        ("wte", (vocab_size, C), True, 0.02, 0.0),
-        ("wpe", (cfg.block_size, C), True, 0.02, 0.0),
+        ("wte", (vocab_size, C), True, cfg.embedding_init_std, 0.0),
+        ("wpe", (cfg.block_size, C), True, cfg.embedding_init_std, 0.0),
     ]
+    if not cfg.tie_embeddings:
+        entries.append(("lm_head", (C, vocab_size), True, 0.02, 0.0))
 
     def norm(prefix: str) -> None:
         entries.append((f"{prefix}.weight", (C,), False, 0.0, 1.0))
@@ -237,5 +240,6 @@ def forward(
         x = x + F.dropout(_linear(m, p, f"{h}.mlp.c_proj"), dropout, training=dropout > 0)
     x = _layer_norm(x, p, "ln_f")
     Tx = x.shape[2]
-    logits = torch.bmm(x.reshape(E, B * Tx, C), wte.transpose(1, 2))  # tied output embedding
+    head = p["lm_head"] if "lm_head" in p else wte.transpose(1, 2)  # (E, C, V): own head, or the tied embedding
+    logits = torch.bmm(x.reshape(E, B * Tx, C), head)
     return logits.view(E, B, Tx, V)
