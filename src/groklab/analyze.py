@@ -29,6 +29,7 @@ from groklab.data import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
 from groklab.model import GPT
+from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, one_at_a_time, pyplot, save_figure
 from groklab.tokenizer import NumberTokenizer, load_tokenizer
 
 SNAPSHOT_DIR = "snapshots"
@@ -155,14 +156,9 @@ def analyze(path: str | Path) -> dict:
     return result
 
 
+@one_at_a_time
 def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL
-
+    plt = pyplot()
     norms, keys = result["fourier_norms"], result["key_frequencies"]
     fig, ax = plt.subplots(figsize=(8, 3.2))
     colors = [PALETTE[1] if k in keys else PALETTE[0] for k in range(len(norms))]
@@ -172,9 +168,7 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     ax.set_title("Fourier spectrum of the number embeddings (key frequencies highlighted: "
                  + ", ".join(map(str, keys)) + ")", fontsize=9)
     fig.tight_layout()
-    spectrum = run_dir / "analysis_fourier.png"
-    fig.savefig(spectrum, dpi=120)
-    plt.close(fig)
+    spectrum = save_figure(fig, run_dir / "analysis_fourier.png", dpi=120)
 
     rows = result["over_training"]
     steps = [r["step"] for r in rows]
@@ -203,7 +197,4 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     bottom.legend(loc="upper left", fontsize=8)
     twin.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    progress = run_dir / "analysis_progress.png"
-    fig.savefig(progress, dpi=120)
-    plt.close(fig)
-    return [spectrum, progress]
+    return [spectrum, save_figure(fig, run_dir / "analysis_progress.png", dpi=120)]

@@ -173,14 +173,44 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
     def tagged(k: int) -> Callable[[str], None]:
         return log if workers <= 1 else (lambda line: log(f"[group {k + 1}/{len(chunks)}] {line}"))
 
+    def group_args(k: int, part: list[int]) -> dict:
+        """What train_runs / open_group take besides the configs, for this part of chunk k."""
+        return {"argv": argv, "log": tagged(k), "datas": [datas[i] for i in part], "on_steps": steps_hook(part)}
+
     def train_chunk(k: int, chunk: list[int]) -> None:
         pending = [chunk]
         while pending:
             part = pending.pop(0)
             started(part)
-            finished(part, guarded(part, lambda cfgs: train_runs(
-                cfgs, argv=argv, log=tagged(k), datas=[datas[i] for i in part], on_steps=steps_hook(part)),
-                pending, tagged(k)))
+            finished(part, guarded(part, lambda cfgs: train_runs(cfgs, **group_args(k, part)), pending, tagged(k)))
+
+    def train_wave(wave: list[tuple[int, list[int]]]) -> None:
+        """Several groups on one GPU at once: each is opened (its step captured as a CUDA graph) here, one
+        after another, before any trains; then each trains in its own thread and CUDA stream. A capture while
+        other threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
+        opened: list[tuple[list[int], OpenGroup]] = []
+        for k, chunk in wave:
+            pending = [chunk]
+            while pending:
+                part = pending.pop(0)
+                started(part)
+                got = guarded(part, lambda cfgs: open_group(cfgs, **group_args(k, part)), pending, tagged(k))
+                if isinstance(got, OpenGroup):
+                    opened.append((part, got))
+                else:
+                    finished(part, got)
+        torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
+
+        def run(part: list[int], group: OpenGroup) -> None:
+            stream = torch.cuda.Stream(device)
+            with torch.cuda.stream(stream):
+                out = guarded(part, lambda cfgs: train_group(group), None, group.log)
+                stream.synchronize()
+            finished(part, out)
+
+        with ThreadPoolExecutor(max(1, len(opened))) as pool:
+            for f in [pool.submit(run, part, group) for part, group in opened]:
+                f.result()
 
     if workers <= 1:
         for k, chunk in enumerate(chunks):
@@ -191,37 +221,5 @@ def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
                 f.result()  # re-raise what a chunk raised (only without `isolate`)
     else:
         for first in range(0, len(chunks), workers):
-            _train_wave(list(enumerate(chunks))[first:first + workers], device, guarded, started, finished, tagged,
-                        lambda part, k: open_group([configs[i] for i in part], argv=argv, log=tagged(k),
-                                                   datas=[datas[i] for i in part], on_steps=steps_hook(part)))
+            train_wave(list(enumerate(chunks))[first:first + workers])
     return [r for r in results if r is not None]
-
-
-def _train_wave(wave: list[tuple[int, list[int]]], device: torch.device, guarded, started, finished, tagged,
-                opener) -> None:
-    """Several groups on one GPU at once: each is opened (its step captured as a CUDA graph) here, one after
-    another, before any trains; then each trains in its own thread and CUDA stream. A capture while other
-    threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
-    opened: list[tuple[list[int], OpenGroup]] = []
-    for k, chunk in wave:
-        pending = [chunk]
-        while pending:
-            part = pending.pop(0)
-            started(part)
-            got = guarded(part, lambda cfgs: opener(part, k), pending, tagged(k))
-            if isinstance(got, OpenGroup):
-                opened.append((part, got))
-            else:
-                finished(part, got)
-    torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
-
-    def run(part: list[int], group: OpenGroup) -> None:
-        stream = torch.cuda.Stream(device)
-        with torch.cuda.stream(stream):
-            out = guarded(part, lambda cfgs: train_group(group), None, group.log)
-            stream.synchronize()
-        finished(part, out)
-
-    with ThreadPoolExecutor(max(1, len(opened))) as pool:
-        for f in [pool.submit(run, part, group) for part, group in opened]:
-            f.result()

@@ -34,7 +34,7 @@ MAX_BANDS = 4  # settings compared in one panel with their bands; more are drawn
 _PYPLOT = threading.RLock()  # pyplot keeps global state: groups training in threads must not draw at once
 
 
-def _one_at_a_time(draw):
+def one_at_a_time(draw):
     @functools.wraps(draw)
     def serialized(*args, **kwargs):
         with _PYPLOT:
@@ -43,7 +43,7 @@ def _one_at_a_time(draw):
     return serialized
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -52,8 +52,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path | None, dpi: int) -> Path | bytes:
-    plt = _pyplot()
+def save_figure(fig, path: str | Path | None, dpi: int) -> Path | bytes:
+    plt = pyplot()
     try:
         if path is None:
             buf = io.BytesIO()
@@ -120,11 +120,11 @@ def _splits(histories: Sequence[Sequence[dict]]) -> list[str]:
     return [s for s in COLORS if any(h.get(f"{s}_acc") is not None for rows in histories for h in rows)]
 
 
-@_one_at_a_time
+@one_at_a_time
 def plot_curves(history: Sequence[dict], path: str | Path | None, title: str, marks: dict[str, int | None],
                 dpi: int = DPI) -> Path | bytes:
     """One run: loss and accuracy of each split, with vertical lines at the marked steps."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [h for h in history if h["step"] > 0]
     steps = [h["step"] for h in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
@@ -148,7 +148,7 @@ def plot_curves(history: Sequence[dict], path: str | Path | None, title: str, ma
     for ax in (ax_loss, ax_acc):
         ax.legend(loc="best")
     fig.suptitle(title)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def band_stats(histories: Sequence[Sequence[dict]], key: str) -> tuple[list[int], list[float], list[float],
@@ -171,12 +171,12 @@ def _median(values: Sequence[float]) -> float:
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
-@_one_at_a_time
+@one_at_a_time
 def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int | None]], path: str | Path | None,
               title: str, dpi: int = DPI) -> Path | bytes:
     """Several runs of one setting (seeds): each split's mean with a min–max band; below the accuracy panel
     a strip with each run's steps-to-memorise and steps-to-grok, and their medians as lines on the curves."""
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(11, 4.8), constrained_layout=True)
     grid = fig.add_gridspec(2, 2, height_ratios=(5, 1.1))
     ax_loss = fig.add_subplot(grid[:, 0])
@@ -219,7 +219,7 @@ def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int
     ax_loss.legend(loc="best", fontsize=8)
     ax_acc.legend(loc="best", fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def compare_bands(series: Sequence[tuple[str, Sequence[Sequence[dict]]]]) -> bool:
@@ -227,13 +227,13 @@ def compare_bands(series: Sequence[tuple[str, Sequence[Sequence[dict]]]]) -> boo
     return len(series) <= MAX_BANDS and any(len(h) > 1 for _, h in series)
 
 
-@_one_at_a_time
+@one_at_a_time
 def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: str, path: str | Path | None,
                  title: str, dpi: int = DPI) -> Path | bytes:
     """One metric (e.g. val_acc) of several settings in one panel: each setting's mean over its runs, with
     its min–max band when there are few settings (more bands than that hide each other); colours and dash
     patterns both differ, so settings stay apart in greyscale."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.4), constrained_layout=True)
     loss = key.endswith("_loss")
     floored = False
@@ -266,16 +266,16 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
         ax.annotate(f"a loss of exactly 0 is drawn at {LOSS_FLOOR:g}", (0.01, 0.01), xycoords="axes fraction",
                     fontsize=7, color="0.3")
     ax.set_title(title)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
-@_one_at_a_time
+@one_at_a_time
 def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[str], ylabels: Sequence[str],
                  xname: str, yname: str, path: str | Path | None, title: str, dpi: int = DPI) -> Path | bytes:
     """A phase diagram: steps-to-grok of each (y, x) cell on a log colour scale. A cell is a dict with
     `value` (steps, or None) and `text` (what to print in it); a cell with no value is drawn hatched grey
     (never grokked within its step budget, failed, or not trained, as its text says)."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
@@ -314,4 +314,4 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
     ax.set_xlabel(xname)
     ax.set_ylabel(yname)
     ax.set_title(title, fontsize=10)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
