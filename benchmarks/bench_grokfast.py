@@ -15,6 +15,7 @@ to it; the winner is then trained on the main spec's seeds and base and reported
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -95,8 +96,16 @@ def main() -> None:
     ap.add_argument("--eval_points_per_decade", type=int, default=None,
                     help="fewer evaluations for a CPU run (each evaluates the full splits of every run)")
     ap.add_argument("--concurrent_groups", type=int, default=None, help="groups trained at once (GPU)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated experiments of --spec to run (e.g. adamw,grokfast-ema,grokfast-ma)")
     args = ap.parse_args()
     spec = load_spec(args.spec)
+    if args.only:
+        names = args.only.split(",")
+        unknown = sorted(set(names) - {e.name for e in spec.experiments})
+        if unknown:
+            raise SystemExit(f"--only: no experiment {unknown[0]!r} in {args.spec}")
+        spec = dataclasses.replace(spec, experiments=tuple(e for e in spec.experiments if e.name in names))
     overrides = {k: v for k, v in (("max_steps", args.max_steps),
                                    ("eval_points_per_decade", args.eval_points_per_decade)) if v}
     t0 = time.perf_counter()

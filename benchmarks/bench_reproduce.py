@@ -7,12 +7,14 @@ Evaluation is left out of that estimate, which favours the baseline.
 
     python benchmarks/bench_reproduce.py                      # full study (on a GPU)
     python benchmarks/bench_reproduce.py --max_steps 3000     # a slice, to extrapolate from
+    python benchmarks/bench_reproduce.py --groups [--compile] # each engine group alone: setup, ms a step
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,9 +24,10 @@ import torch
 from common import machine, window
 
 from groklab.dataset import load_run_data
+from groklab.groups import plan_groups
 from groklab.reference import ReferenceGPT, make_optimizer, reference_step
 from groklab.reproduce import reproduce, study_spec
-from groklab.train import resolve_device
+from groklab.train import open_group, resolve_device
 
 
 def eager_ms_per_step(cfg, device: torch.device, steps: int = 100) -> float:
@@ -47,6 +50,29 @@ def eager_ms_per_step(cfg, device: torch.device, steps: int = 100) -> float:
     return min(window(step, device, steps) for _ in range(3))
 
 
+def group_step_times(runs, device: torch.device, compile: bool, steps: int = 200) -> list[dict]:
+    """Each engine group of the study opened as the sweep opens it (data, model, capture: and with
+    `compile`, torch.compile's first call), then its captured step timed alone. The sum of ms a step ×
+    steps is the GPU work of the study with the groups in turn; running them at once overlaps it."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = [r.config.replace(out_dir=f"{tmp}/{i}", compile=compile, device=device.type)
+                   for i, r in enumerate(runs)]
+        datas = [load_run_data(c.data, c.model) for c in configs]
+        for group in plan_groups(configs, datas):
+            c = configs[group[0]]
+            t0 = time.perf_counter()
+            g = open_group([configs[i] for i in group], datas=[datas[i] for i in group], log=lambda line: None)
+            setup = time.perf_counter() - t0
+            ms = min(window(g.engine.step, device, steps) for _ in range(3))
+            rows.append({"runs": len(group), "op": c.data.operators, "p": c.data.prime, "layers": c.model.n_layer,
+                         "batch": c.train.batch_size, "path": g.path, "setup_s": round(setup, 1),
+                         "ms_per_step": round(ms, 3), "alone_s": round(ms * c.train.max_steps / 1000, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+            del g
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="seed-000")
@@ -54,11 +80,20 @@ def main() -> None:
     ap.add_argument("--max_steps", type=int, default=None, help="train a slice of every run (default: full)")
     ap.add_argument("--concurrent_groups", type=int, default=None)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--groups", action="store_true", help="time each engine group alone instead of the study")
+    ap.add_argument("--compile", action="store_true", help="with --groups: torch.compile the step")
+    ap.add_argument("--steps", type=int, default=200, help="with --groups: steps a timing window")
     args = ap.parse_args()
     device = resolve_device("auto")
     runs = study_spec(args.study).expand({"max_steps": args.max_steps} if args.max_steps else None)
     report: dict = {"machine": machine(device), "study": args.study, "runs": len(runs),
                     "max_steps": runs[0].config.train.max_steps}
+    if args.groups:
+        rows = group_step_times(runs, device, args.compile, args.steps)
+        report |= {"compile": args.compile, "groups": rows,
+                   "groups_in_turn_s": round(sum(r["alone_s"] + r["setup_s"] for r in rows), 1)}
+        print(json.dumps(report, indent=2))
+        return
 
     if not args.no_baseline:
         shapes = Counter()

@@ -316,3 +316,14 @@ def test_parse_equation_returns_a_tuple_or_raises_data_error(line):
 @given(numbers, st.sampled_from("+-*/#@&$!"), numbers, numbers)
 def test_parse_equation_inverts_formatting(a, symbol, b, c):
     assert parse_equation(f"{a}{symbol}{b}={c}") == (a, symbol, b, c)
+
+
+def test_a_manifest_holding_nan_is_refused(tmp_path):
+    # Python's json writes NaN and reads it back, but it is not JSON and groklab never writes it (hypothesis
+    # found a manifest whose content_hash was NaN loading as if it were valid)
+    spec = DatasetSpec("+", 5)
+    write_dataset(spec, make_splits(spec), tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    write(tmp_path / "manifest.json", json.dumps(manifest | {"content_hash": float("nan")}))
+    with pytest.raises(DataError, match=r"manifest.json: not a readable JSON manifest \(NaN is not a JSON value\)"):
+        load_dataset_dir(tmp_path)

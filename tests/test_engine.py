@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from groklab.config import ModelConfig, OptimConfig
+from groklab.config import ConfigError, ModelConfig, OptimConfig
 from groklab.engine import Engine, Hyper, batch_indices, evaluate, member_losses
 from groklab.examples import Examples, stack
 from groklab.model import GPT
@@ -49,6 +49,57 @@ def test_step_matches_eager_adamw_reference(mode, path):
     for name, p in ref.named_parameters():
         theirs = p.detach().T if p.dim() == 2 and name.startswith("h.") else p.detach()
         torch.testing.assert_close(ours[ref._their_name(name)], theirs, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("path", ["fused", "tensor"])
+def test_cosine_decay_follows_nanogpt_schedule(path):
+    """With lr_decay_steps, each update uses nanoGPT's cosine rate (after our linear warm-up), written out
+    here independently and handed to torch.optim.AdamW step by step; past the decay the rate stays at min_lr."""
+    import math
+
+    lr, min_lr, warmup, decay = 3e-3, 4e-4, 2, 6
+    opt_cfg = OptimConfig(learning_rate=lr, weight_decay=0.5, beta2=0.98, grad_clip=0.0, warmup_steps=warmup,
+                          lr_decay_steps=decay, min_lr=min_lr)
+
+    def expected(t: int) -> float:
+        ratio = min(max((t - warmup) / (decay - warmup), 0.0), 1.0)
+        return min(t / warmup, 1.0) * (min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (lr - min_lr))
+
+    x, y = _data()
+    eng = _engine([opt_cfg], [5], [8], [(x, y)], optimizer=path)
+    ref = ReferenceGPT(CFG, V)
+    ref.load_group_weights(eng.model.member_state(0))
+    opt = make_optimizer(ref, opt_cfg, fused=False)
+    rates = []
+    for t in range(1, 10):
+        bx, pos, ans = eng.batch()
+        by = torch.full_like(bx, -1).scatter_(2, pos, ans.clamp(min=0))
+        for g in opt.param_groups:
+            g["lr"] = expected(t)
+        rates.append(expected(t))
+        eng.step()
+        reference_step(ref, opt, bx[0], by[0], grad_clip=0.0)
+    assert rates[1] == lr and rates[-1] == pytest.approx(min_lr) and rates[3] < rates[2]  # warm, decay, floor
+    ours = eng.model.member_state(0)
+    for name, p in ref.named_parameters():
+        theirs = p.detach().T if p.dim() == 2 and name.startswith("h.") else p.detach()
+        # nine Adam steps amplify float32 rounding on near-zero biases to ~1e-5: a constant rate, below, is off
+        # by far more
+        torch.testing.assert_close(ours[ref._their_name(name)], theirs, rtol=1e-4, atol=5e-5, msg=name)
+    # and the decay is what made the difference: a constant rate ends elsewhere
+    flat = _engine([OptimConfig(learning_rate=lr, weight_decay=0.5, beta2=0.98, grad_clip=0.0,
+                                warmup_steps=warmup)], [5], [8], [(x, y)], optimizer=path)
+    for _ in range(9):
+        flat.step()
+    assert float((flat.model.flat - eng.model.flat).abs().max()) > 1e-3
+
+
+def test_lr_decay_settings_are_checked():
+    with pytest.raises(ConfigError, match="lr_decay_steps: must be 0 .* more than warmup_steps"):
+        OptimConfig(warmup_steps=100, lr_decay_steps=100)
+    with pytest.raises(ConfigError, match="min_lr: must be in"):
+        OptimConfig(learning_rate=1e-3, lr_decay_steps=10, min_lr=2e-3)
+    assert OptimConfig(learning_rate=1e-3, lr_decay_steps=10).final_lr == pytest.approx(1e-4)
 
 
 def test_masked_positions_get_no_gradient():
@@ -143,7 +194,7 @@ def test_evaluate_counts_only_real_rows_and_whole_answers():
 def test_fused_and_tensor_adamw_paths_agree():
     """The per-run fused torch AdamW and the whole-buffer tensor AdamW give the same trajectory."""
     optims = [OptimConfig(learning_rate=2e-3, weight_decay=1.0, beta2=0.98, grad_clip=0.5, warmup_steps=2),
-              OptimConfig(learning_rate=1e-3, weight_decay=0.0, beta1=0.8),
+              OptimConfig(learning_rate=1e-3, weight_decay=0.0, beta1=0.8, lr_decay_steps=4, min_lr=2e-4),
               OptimConfig(learning_rate=3e-3, weight_decay=0.3, weight_decay_mode="l2", warmup_steps=3)]
     datasets = [_data(30, 4), _data(30, 5), _data(30, 6)]
     runs = {}

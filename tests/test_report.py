@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from groklab import report as rep
 from groklab.cli import build_parser, main
@@ -311,6 +312,25 @@ def test_reproduce_ends_by_writing_the_report(sweep, monkeypatch):
     reproduce.reproduce("seed-003", sweep, echo=lines.append)
     assert trained == [sweep] and (sweep / rep.REPORT_HTML).exists()
     assert lines[-1].startswith(f"report written: {sweep / rep.REPORT_HTML}")
+
+
+def test_reproduce_compiles_the_full_study_on_a_gpu_only(tmp_path, monkeypatch):
+    from groklab import reproduce
+
+    given = []
+    monkeypatch.setattr(reproduce, "run_sweep", lambda spec, folder, overrides, **k: given.append(overrides) or {})
+    monkeypatch.setattr(reproduce, "write_tables", lambda study, folder: folder / "t.md")
+    monkeypatch.setattr(reproduce, "write_report", lambda folder, echo: None)
+    (tmp_path / "t.md").write_text("")
+    for device in ("cpu", "cuda"):
+        monkeypatch.setattr(reproduce, "resolve_device", lambda name, d=device: torch.device(d))
+        reproduce.reproduce("seed-000", tmp_path, echo=lambda _: None)
+        reproduce.reproduce("seed-000", tmp_path, quick=True, echo=lambda _: None)
+        reproduce.reproduce("seed-000", tmp_path, overrides={"compile": False}, echo=lambda _: None)
+        reproduce.reproduce("seed-000", tmp_path, backend="ray", echo=lambda _: None)
+    compiled = [o.get("compile") for o in given]
+    # the CPU never by default; on a GPU the full study, unless told otherwise (or sent to Ray's workers)
+    assert compiled == [None, None, False, None, True, None, False, None]
 
 
 def test_a_moved_sweep_folder_still_reports_its_runs(sweep, tmp_path, capsys):

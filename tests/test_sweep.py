@@ -147,6 +147,10 @@ def test_a_changed_run_in_an_existing_sweep_folder_is_refused(tmp_path):
     run_sweep(spec, tmp_path / "out", echo=lambda _: None)
     with pytest.raises(SpecError, match="already exists there with max_steps=40"):
         run_sweep(spec, tmp_path / "out", {"max_steps": 50}, echo=lambda _: None)
+    # compiling changes how a run is computed, not what: a sweep begun plainly may go on compiled
+    lines = []
+    run_sweep(spec, tmp_path / "out", {"compile": True}, echo=lines.append)
+    assert "1 already finished · 0 to train" in lines[0]
     # adding runs to a sweep is fine: only the new one trains
     more = load_spec(write_spec(tmp_path, "[grid]\nseed = [1, 2]\n"))
     lines = []
@@ -209,15 +213,20 @@ def test_groups_trained_concurrently_match_groups_trained_in_turn(tmp_path, devi
         other = tmp_path / "b/runs/tiny" / run.name
         if device == "cpu":
             assert metrics(run) == metrics(other)
-        else:  # CUDA's embedding backward adds with atomics: equal to rounding, not bit for bit
+        else:
+            # CUDA's embedding and gather backward add with atomics, so two runs of the same group agree to
+            # rounding after a step and drift apart as training amplifies it (up to 8e-4 relative by the end on
+            # an H100); a group reading another's memory or an unfinished step would be off by far more
             a, b = metrics(run), metrics(other)
             assert [r["step"] for r in a] == [r["step"] for r in b]
+            torch.testing.assert_close(a[0]["train_loss"], b[0]["train_loss"], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(a[0]["val_loss"], b[0]["val_loss"], rtol=1e-5, atol=1e-6)
             for ra, rb in zip(a, b):
-                torch.testing.assert_close(ra["train_loss"], rb["train_loss"], rtol=1e-4, atol=1e-6)
-                torch.testing.assert_close(ra["val_loss"], rb["val_loss"], rtol=1e-4, atol=1e-6)
+                torch.testing.assert_close(ra["train_loss"], rb["train_loss"], rtol=1e-2, atol=1e-4)
+                torch.testing.assert_close(ra["val_loss"], rb["val_loss"], rtol=1e-2, atol=1e-4)
             wa, wb = load_file(run / "model.safetensors"), load_file(other / "model.safetensors")
             for k in wa:
-                torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(wa[k], wb[k], rtol=1e-2, atol=1e-3)
         meta = json.loads((run / "meta.json").read_text())
         assert meta["group_size"] == 1
         assert meta["engine"] == ("cuda-graph" if device == "cuda" else "eager: not a CUDA device")

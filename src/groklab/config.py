@@ -149,7 +149,16 @@ class OptimConfig:
     beta2: float = field(default=0.95, metadata=doc("AdamW beta2", "beta_2"))
     eps: float = field(default=1e-8, metadata=doc("AdamW epsilon"))
     grad_clip: float = field(default=1.0, metadata=doc("clip each run's gradient norm to this; 0 = off"))
-    warmup_steps: int = field(default=0, metadata=doc("linear learning-rate warm-up steps (then constant)"))
+    warmup_steps: int = field(default=0, metadata=doc("linear learning-rate warm-up steps (then constant)",
+                                                      "warmup_iters"))
+    lr_decay_steps: int = field(
+        default=0, metadata=doc("cosine learning-rate decay as nanoGPT's decay_lr: after the warm-up, from "
+                                "learning_rate down to min_lr at this step, min_lr from then on; 0 = no decay",
+                                "lr_decay_iters")
+    )
+    min_lr: float | None = field(
+        default=None, metadata=doc("where the cosine decay ends; default learning_rate / 10 (nanoGPT's advice)")
+    )
     weight_decay_mode: WeightDecayMode = field(
         default="decoupled", metadata=doc("'decoupled': AdamW's decay of the weights; 'l2': wd * weight added to the "
                                           "gradient before Adam's moments, as torch.optim.Adam(weight_decay=...) "
@@ -166,6 +175,11 @@ class OptimConfig:
                                     "along its weights before the optimizer step")
     )
 
+    @property
+    def final_lr(self) -> float:
+        """The rate the cosine decay ends at (min_lr, or learning_rate / 10 when unset)."""
+        return self.learning_rate / 10 if self.min_lr is None else self.min_lr
+
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
@@ -174,6 +188,10 @@ class OptimConfig:
         _require(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
         _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _require(self.lr_decay_steps == 0 or self.lr_decay_steps > self.warmup_steps, "lr_decay_steps",
+                 f"must be 0 (no decay) or more than warmup_steps ({self.warmup_steps}), got {self.lr_decay_steps}")
+        _require(self.min_lr is None or 0 <= self.min_lr <= self.learning_rate, "min_lr",
+                 f"must be in [0, learning_rate {self.learning_rate}], got {self.min_lr}")
         _require(self.weight_decay_mode in get_args(WeightDecayMode), "weight_decay_mode",
                  f"'decoupled' or 'l2', got {self.weight_decay_mode!r}")
         _require(self.grokfast in get_args(GradFilterKind), "grokfast", f"'none', 'ema' or 'ma', got {self.grokfast!r}")

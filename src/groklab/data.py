@@ -404,9 +404,14 @@ def load_dataset_dir(
     return splits, manifest
 
 
+def _not_json(constant: str):
+    """NaN and Infinity are Python's extensions, not JSON: a manifest holding one was not written by groklab."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _read_manifest(path: Path) -> dict:
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
         ok = m["format"] == MANIFEST_FORMAT and _is_int(m["p"]) and m["p"] >= 2 and isinstance(m["sha256"], dict)
         ok = ok and all(o["symbol"] in OPERATIONS for o in m["ops"])
     except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deeply

@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -64,15 +67,30 @@ def _clip_coef(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
     return torch.where(max_norm > 0, (max_norm / (norm + 1e-6)).clamp(max=1.0), 1.0)
 
 
+def scheduled_lr(lr: torch.Tensor, warmup: torch.Tensor, t: torch.Tensor,
+                 decay_steps: torch.Tensor | None = None, min_lr: torch.Tensor | None = None) -> torch.Tensor:
+    """The learning rate of update number t (counting from 1): a linear warm-up over `warmup` updates, then
+    constant or, where decay_steps > 0, nanoGPT's cosine from lr down to min_lr at update decay_steps and
+    min_lr after. Any broadcastable tensors: the host (float64 scalars) and the step ((E, 1) float32) share
+    these ops, so both give what each would give alone. decay_steps None: no run decays (fewer kernels)."""
+    warm = torch.clamp(t / warmup.clamp(min=1), max=1.0)
+    if decay_steps is None:
+        return lr * warm
+    ratio = torch.clamp((t - warmup) / (decay_steps - warmup).clamp(min=1), min=0.0, max=1.0)
+    cosine = min_lr + 0.5 * (1.0 + torch.cos(math.pi * ratio)) * (lr - min_lr)
+    return torch.where(decay_steps > 0, cosine, lr) * warm
+
+
 def _adamw_rows(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-                step: torch.Tensor, h: "Hyper", decay_mask: torch.Tensor, clip: bool, l2: bool = False) -> None:
+                step: torch.Tensor, h: "Hyper", decay_mask: torch.Tensor, clip: bool, l2: bool = False,
+                lr_decay: bool = False) -> None:
     """AdamW on (E, N) buffers with (E, 1) hyperparameters, `step` already counting this update; the same
     order of operations as torch.optim.AdamW's single-tensor path (and torch.optim.Adam's, for the runs
-    whose decay is L2: `l2` says some are). Computed out of place, written back at the end: one shape of code
-    that eager mode and torch.compile both take."""
+    whose decay is L2: `l2` says some are). `lr_decay`: some run decays its learning rate. Computed out of
+    place, written back at the end: one shape of code that eager mode and torch.compile both take."""
     g = grad * _clip_coef(grad, h.grad_clip) if clip else grad
     t = step.to(flat.dtype)
-    lr = h.lr * torch.clamp(t / h.warmup.clamp(min=1), max=1.0)  # linear warm-up, then constant
+    lr = scheduled_lr(h.lr, h.warmup, t, *((h.decay_steps, h.min_lr) if lr_decay else ()))
     decay = h.weight_decay * decay_mask
     if l2:
         g = g + (h.l2 * decay) * flat
@@ -99,6 +117,8 @@ class Hyper:
     eps: torch.Tensor
     grad_clip: torch.Tensor
     warmup: torch.Tensor
+    decay_steps: torch.Tensor  # (E, 1): the cosine decay's last step, 0 = no decay
+    min_lr: torch.Tensor
     seeds: torch.Tensor
     batch_sizes: torch.Tensor
     grokfast_alpha: torch.Tensor
@@ -123,6 +143,8 @@ class Hyper:
             eps=col([o.eps for o in optims]),
             grad_clip=col([o.grad_clip for o in optims]),
             warmup=col([o.warmup_steps for o in optims]),
+            decay_steps=col([o.lr_decay_steps for o in optims]),
+            min_lr=col([o.final_lr for o in optims]),
             seeds=torch.tensor(seeds, dtype=torch.long, device=device),
             batch_sizes=torch.tensor(batch_sizes, dtype=torch.long, device=device),
             grokfast_alpha=col([o.grokfast_alpha for o in optims]),
@@ -173,6 +195,7 @@ class Engine:
         self.clip = bool((hyper.grad_clip > 0).any())
         self.orthograd = bool((hyper.orthograd > 0).any())
         self.l2 = bool((hyper.l2 > 0).any())
+        self.lr_decay = bool((hyper.decay_steps > 0).any())
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_loss = torch.zeros(0)
         if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
@@ -207,6 +230,11 @@ class Engine:
                                    "run": e})
                 regions.append((e, lo, hi, p, l2))
         opts = {l2: (torch.optim.Adam if l2 else torch.optim.AdamW)(g, fused=True) for l2, g in groups.items() if g}
+        # each run's schedule on the host, in float64 as Python floats would compute it
+        self._host_lr = [functools.partial(scheduled_lr, *(getattr(h, k)[e].double() for k in ("lr", "warmup")),
+                                           **({"decay_steps": h.decay_steps[e].double(), "min_lr": h.min_lr[e].double()}
+                                              if self.lr_decay else {}))
+                         for e in range(m.n_members)]
         self._opts = list(opts.values())
         self._slices = [(e, lo, hi, p, opts[l2]) for e, lo, hi, p, l2 in regions]
 
@@ -267,11 +295,14 @@ class Engine:
 
     def _eager_step(self) -> torch.Tensor:
         x, pos, y = self.batch()
-        self.model.zero_grad()
         m = self.model
         dropout = m.cfg.dropout if m.training else 0.0
         loss = self._loss_fn(m.params, m.cfg, x, pos, y, dropout)
-        loss.sum().backward()  # runs share no weights, so each row of the gradient is that run's own
+        # runs share no weights, so each row of the gradient is that run's own. The gradients come back as
+        # fresh tensors and one cat writes them into the flat buffer: accumulating into zeroed .grad views
+        # instead costs a zero and an add per parameter tensor, ~10 % of a small group's kernels on a GPU
+        grads = torch.autograd.grad(loss.sum(), m.leaves, materialize_grads=True)
+        torch.cat([g.reshape(m.n_members, -1) for g in grads], dim=1, out=m.grad)
         self.grad_filter.apply(self.model.grad, self.step_count)  # Grokfast, before clipping and AdamW
         if self.orthograd:
             project_out_weights(self.model.grad, self.model.flat, self.model.specs, self.hyper.orthograd)
@@ -285,17 +316,15 @@ class Engine:
         self.steps_taken += 1
         if self.optimizer_path == "tensor":
             self._update_fn(flat, grad, self.exp_avg, self.exp_avg_sq, self.step_count, h, self.model.decay_mask,
-                            self.clip, self.l2)
+                            self.clip, self.l2, self.lr_decay)
             return
         if self.clip:
             grad.mul_(_clip_coef(grad, h.grad_clip))
         if self.optimizer_path == "fused":
-            t = self.steps_taken
+            t = torch.tensor(float(self.steps_taken), dtype=torch.float64)
             for opt in self._opts:
                 for g in opt.param_groups:
-                    e = g["run"]
-                    warm = float(h.warmup[e])
-                    g["lr"] = float(h.lr[e]) * min(1.0, t / max(warm, 1.0))
+                    g["lr"] = float(self._host_lr[g["run"]](t))
                 opt.step()
 
     def _moment(self, e: int, name: str) -> torch.Tensor:

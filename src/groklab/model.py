@@ -4,10 +4,10 @@ Shape legend: E runs (group members), B batch, T time, C channels (n_embd), H he
 V vocabulary, N parameters of one run.
 
 All weights of all runs live in one flat buffer `flat` of shape (E, N); every named parameter is a leaf
-tensor that is a *view* of its slice, and its `.grad` is a view of the same slice of `grad`. Autograd then
-accumulates straight into the flat gradient (it adds in place into an existing `.grad`), so the optimizer,
-clipping and norms are a handful of ops over one (E, N) tensor whatever the depth of the model, and a single
-run is simply E = 1. Weights are stored (in, out) so a linear layer is one batched matmul over E.
+tensor that is a *view* of its slice, and its `.grad` is a view of the same slice of `grad`. The engine
+writes all gradients into the flat buffer with one cat (a plain backward() accumulates into the same views),
+so the optimizer, clipping and norms are a handful of ops over one (E, N) tensor whatever the depth of the
+model, and a single run is simply E = 1. Weights are stored (in, out) so a linear layer is one batched matmul over E.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class GPT:
             p = self._view(self.flat, s).detach().requires_grad_(True)
             p.grad = self._view(self.grad, s)
             self.params[s.name] = p
+        self.leaves = tuple(self.params.values())  # in flat order: their gradients concatenated are a row of `grad`
         self.n_decay = sum(s.numel for s in self.specs if s.decay)  # D: the decayed prefix of each row
         decay = torch.zeros(self.numel, device=device)
         decay[: self.n_decay] = 1.0
@@ -150,7 +151,7 @@ class GPT:
             self._view(self.flat, s)[e].copy_(t)
 
     def zero_grad(self) -> None:
-        self.grad.zero_()  # never set to None: autograd must keep accumulating into the flat buffer
+        self.grad.zero_()  # never set to None: a plain backward() must keep accumulating into the flat buffer
 
     def __call__(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         dropout = self.cfg.dropout if self.training else 0.0
@@ -186,8 +187,14 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (EB, H, Tq, T)
     att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-    att = F.dropout(att, dropout, training=dropout > 0)
+    att = _dropout(att, dropout)
     return att @ v
+
+
+def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout in training (p > 0); nothing at all otherwise. A Python branch, not F.dropout(training=p > 0):
+    under torch.compile with dynamic shapes p is symbolic, and F.dropout takes only a real bool."""
+    return F.dropout(x, p, training=True) if p > 0 else x
 
 
 def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -217,8 +224,7 @@ def forward(
     offsets = (torch.arange(E, device=idx.device) * V)[:, None, None]
     x = F.embedding(idx + offsets, wte.reshape(E * V, C))  # (E, B, T, C)
     x = x + p["wpe"][:, None, :T, :]
-    x = F.dropout(x, dropout, training=dropout > 0)
-    drop = dropout if dropout > 0 else 0.0
+    x = _dropout(x, dropout)
     for i in range(cfg.n_layer):
         h = f"h.{i}"
         select = positions is not None and i == cfg.n_layer - 1
@@ -233,11 +239,11 @@ def forward(
         else:
             query_pos = torch.arange(T, device=idx.device).view(1, 1, T, 1)
         allowed = torch.arange(T, device=idx.device) <= query_pos  # (EB or 1, 1, Tq, T): causal
-        y = _attention(q, k, v, allowed, drop)
+        y = _attention(q, k, v, allowed, dropout)
         y = y.transpose(1, 2).reshape(E, B, Tq, C)
-        x = x + F.dropout(_linear(y, p, f"{h}.attn.c_proj"), dropout, training=dropout > 0)
+        x = x + _dropout(_linear(y, p, f"{h}.attn.c_proj"), dropout)
         m = F.gelu(_linear(_layer_norm(x, p, f"{h}.ln_2"), p, f"{h}.mlp.c_fc"))
-        x = x + F.dropout(_linear(m, p, f"{h}.mlp.c_proj"), dropout, training=dropout > 0)
+        x = x + _dropout(_linear(m, p, f"{h}.mlp.c_proj"), dropout)
     x = _layer_norm(x, p, "ln_f")
     Tx = x.shape[2]
     head = p["lm_head"] if "lm_head" in p else wte.transpose(1, 2)  # (E, C, V): own head, or the tied embedding

@@ -19,6 +19,7 @@ from groklab.results import collect
 from groklab.sweep import run_sweep
 from groklab.sweep_spec import SweepSpec, parse_spec
 from groklab.tables import md_table as _table, mean_std as _mean_std, num as _num, pct as _pct, steps as _steps
+from groklab.train import resolve_device
 
 QUICK_DIVISOR = 50  # --quick: this many times fewer steps (seed 000: 2,000 instead of 100,000)
 TABLES_FILE = "tables.md"
@@ -98,7 +99,7 @@ def _seed000_tables(folder: Path) -> str:
              ["Final val acc", _pct(r["final_val_acc"]), _pct(SEED000_DIVISION["val_acc"])],
              ["Final train loss", _num(r["final_train_loss"]), _num(SEED000_DIVISION["train_loss"])],
              ["Final train acc", _pct(r["final_train_acc"]), _pct(SEED000_DIVISION["train_acc"])],
-             ["Steps to memorise (train ≥ 99%)", _steps(r["steps_to_memorise"]), "–"],
+             ["Steps to memorise (train ≥ 99%)", _steps(r["steps_to_memorise"], "not memorised"), "–"],
              ["Steps to grok (val ≥ 99%)", _steps(r["steps_to_grok"]), "~800 (from the ablation table)"]]))
     rows = []
     for b in sorted({r["batch_size"] for r in batch}):
@@ -174,6 +175,11 @@ def reproduce(study: str, out: str | Path | None = None, *, quick: bool = False,
         # evaluating the full splits dominates a short CPU try: a few log-spaced points are enough
         overrides.setdefault("eval_points_per_decade", 4)
         overrides.setdefault("eval_interval", 0)
+    if not quick and "compile" not in overrides and backend.get("backend", "local") == "local" \
+            and resolve_device(str(overrides.get("device", "auto"))).type == "cuda":
+        # a full study on a GPU: compiling each group's step costs ~15 s a group and saves far more (seed 000
+        # on an H100: 9.6 min end to end; docs/benchmarks.md). `--compile false` turns it off.
+        overrides["compile"] = True
     folder = Path(out or f"out/{study}" + ("-quick" if quick else ""))
     counts = run_sweep(spec, folder, overrides, argv=argv, echo=echo, **backend)
     path = write_tables(study, folder)

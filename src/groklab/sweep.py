@@ -98,8 +98,9 @@ def prepare(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | Non
         previous = {r.run_id: r for r in read_sweep(out)[1]}
     for r in runs:
         old = previous.get(r.run_id)
-        if old is not None and old.config.replace(resume=False, out_dir="-") != r.config.replace(resume=False,
-                                                                                                   out_dir="-"):
+        # compile changes how a run is computed, not what: a study begun on a CPU may go on compiled on a GPU
+        if old is not None and old.config.replace(resume=False, out_dir="-", compile=False) != r.config.replace(
+                resume=False, out_dir="-", compile=False):
             changed = [k for k, v in _flat(r.config).items() if _flat(old.config).get(k) != v]
             raise SpecError(f"{out}: run {r.run_id} already exists there with {changed[0]}="
                             f"{_flat(old.config)[changed[0]]!r} (now {_flat(r.config)[changed[0]]!r}); "

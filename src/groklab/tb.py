@@ -2,7 +2,7 @@
 so that `tensorboard --logdir DIR` shows a run, or every run of a sweep, as users expect.
 
 Scalars (x axis: optimizer steps): loss/{train,val,test}, accuracy/{train,val,test} (exact match),
-weight_norm (the L2 norm of all of the run's weights together) and learning_rate (with its warm-up).
+weight_norm (the L2 norm of all of the run's weights together) and learning_rate (with its warm-up and decay).
 An optional extra: `pip install 'groklab[tb]'`; nothing here is imported unless a run asks for it.
 """
 
@@ -12,15 +12,23 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
+from groklab.config import OptimConfig
+from groklab.engine import scheduled_lr
 from groklab.errors import GroklabError
 
 TB_DIR = "tb"
 SPLITS = ("train", "val", "test")
 
 
-def learning_rate(lr: float, warmup_steps: int, step: int) -> float:
-    """The rate of the update that made `step`, as the engine applies it: linear warm-up, then constant."""
-    return lr * min(step / max(warmup_steps, 1), 1.0)
+def learning_rate(o: OptimConfig, step: int) -> float:
+    """The rate of the update that made `step`, by the engine's schedule (warm-up, then constant or decayed)."""
+    def f64(x: float) -> torch.Tensor:
+        return torch.tensor(float(x), dtype=torch.float64)
+
+    decay = (f64(o.lr_decay_steps), f64(o.final_lr)) if o.lr_decay_steps else ()
+    return float(scheduled_lr(f64(o.learning_rate), f64(o.warmup_steps), f64(step), *decay))
 
 
 class TensorBoard:
@@ -52,8 +60,6 @@ class TensorBoard:
     def write(self, members: Sequence[Any], flat, step: int) -> None:
         """Each run's scalars of the evaluation at `step` (runs that failed are left alone); `flat`: the
         group's (E, N) weights."""
-        import torch
-
         for e, writer in self.writers.items():
             m = members[e]
             if m.failed or not m.history or m.history[-1]["step"] != step:
@@ -65,7 +71,7 @@ class TensorBoard:
                     writer.add_scalar(f"accuracy/{split}", row[f"{split}_acc"], step)
             writer.add_scalar("weight_norm", torch.linalg.vector_norm(flat[e]).item(), step)  # host sync
             o = m.cfg.optim
-            writer.add_scalar("learning_rate", learning_rate(o.learning_rate, o.warmup_steps, step), step)
+            writer.add_scalar("learning_rate", learning_rate(o, step), step)
             writer.flush()  # evaluations are log-spaced: a kill loses nothing
 
     def close(self) -> None:
