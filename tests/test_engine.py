@@ -153,10 +153,11 @@ def test_run_in_group_equals_run_alone():
         torch.testing.assert_close(group.model.flat[e], alone.model.flat[0], rtol=1e-5, atol=1e-5)
 
 
-def test_position_selected_logits_equal_full_forward():
+@pytest.mark.parametrize("norm_residual", [False, True])
+def test_position_selected_logits_equal_full_forward(norm_residual):
     """Computing only the answer positions in the last block gives the same logits there, and the same
-    gradients, as the full forward."""
-    model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=6), V, 2)
+    gradients, as the full forward (for either block kind)."""
+    model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=6, norm_residual=norm_residual), V, 2)
     model.init_from_seeds([1, 2])
     x, y = _data(12)
     y[3, 4] = -1  # an example with fewer answer tokens: a padding slot

@@ -1,3 +1,6 @@
+import dataclasses
+
+import pytest
 import torch
 
 from groklab.config import ModelConfig
@@ -18,10 +21,12 @@ def test_layout_covers_flat_buffer_without_overlap():
     assert not any(n.endswith("bias") or ".ln_" in n or n.startswith("ln_f") for n in decayed)
 
 
-def test_matches_reference_forward_and_backward():
-    model = GPT(CFG, V, 1)
+@pytest.mark.parametrize("norm_residual", [False, True])
+def test_matches_reference_forward_and_backward(norm_residual):
+    cfg = dataclasses.replace(CFG, norm_residual=norm_residual)
+    model = GPT(cfg, V, 1)
     model.init_from_seeds([3])
-    ref = ReferenceGPT(CFG, V)
+    ref = ReferenceGPT(cfg, V)
     ref.load_group_weights(model.member_state(0))
     idx = torch.randint(0, V, (1, 4, 8))
     logits = model(idx)
@@ -32,6 +37,10 @@ def test_matches_reference_forward_and_backward():
     grads = ref.group_grads()
     for name, p in model.params.items():
         torch.testing.assert_close(p.grad[0], grads[name], rtol=1e-4, atol=1e-5, msg=name)
+    # the two block kinds are different functions of the same weights
+    other = GPT(dataclasses.replace(cfg, norm_residual=not norm_residual), V, 1)
+    other.flat.copy_(model.flat)
+    assert not torch.allclose(other(idx), logits, atol=1e-3)
 
 
 def test_gradients_land_in_flat_buffer_for_every_member():

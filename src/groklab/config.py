@@ -64,6 +64,11 @@ class ModelConfig:
         default=0.02, metadata=doc("std of the token and position embeddings at init (nanoGPT: 0.02; "
                                    "torch.nn.Embedding, as in the Grokfast paper's code: 1.0)")
     )
+    norm_residual: bool = field(
+        default=False, metadata=doc("each block normalises the residual stream itself before attention "
+                                    "(x = ln_1(x); x = x + attn(x)), as the Grokfast paper's code; off: "
+                                    "nanoGPT's pre-norm (x = x + attn(ln_1(x)))")
+    )
 
     def __post_init__(self) -> None:
         _require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")

@@ -228,7 +228,10 @@ def forward(
     for i in range(cfg.n_layer):
         h = f"h.{i}"
         select = positions is not None and i == cfg.n_layer - 1
-        qkv = _linear(_layer_norm(x, p, f"{h}.ln_1"), p, f"{h}.attn.c_attn")  # (E, B, T, 3C)
+        normed = _layer_norm(x, p, f"{h}.ln_1")
+        if cfg.norm_residual:  # the Grokfast code's block: the attention adds to the normalised stream
+            x = normed
+        qkv = _linear(normed, p, f"{h}.attn.c_attn")  # (E, B, T, 3C)
         q, k, v = qkv.split(C, dim=-1)
         if select:
             q, x = _gather_positions(q, positions), _gather_positions(x, positions)  # (E, B, K, C)

@@ -20,6 +20,7 @@ class Block(nn.Module):
         super().__init__()
         C = cfg.n_embd
         self.n_head = cfg.n_head
+        self.norm_residual = cfg.norm_residual
         self.ln_1 = nn.LayerNorm(C, bias=cfg.bias)
         self.c_attn = nn.Linear(C, 3 * C, bias=cfg.bias)
         self.attn_proj = nn.Linear(C, C, bias=cfg.bias)
@@ -29,7 +30,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        normed = self.ln_1(x)
+        x = normed if self.norm_residual else x
+        q, k, v = self.c_attn(normed).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
         x = x + self.attn_proj(y)
