@@ -12,11 +12,10 @@ host round-trip is needed to make a batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Sequence
-
 import functools
 import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -322,9 +321,10 @@ class Engine:
             grad.mul_(_clip_coef(grad, h.grad_clip))
         if self.optimizer_path == "fused":
             t = torch.tensor(float(self.steps_taken), dtype=torch.float64)
+            rates = [float(rate(t)) for rate in self._host_lr]
             for opt in self._opts:
                 for g in opt.param_groups:
-                    g["lr"] = float(self._host_lr[g["run"]](t))
+                    g["lr"] = rates[g["run"]]
                 opt.step()
 
     def _moment(self, e: int, name: str) -> torch.Tensor:
