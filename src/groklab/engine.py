@@ -12,7 +12,6 @@ host round-trip is needed to make a batch.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -89,7 +88,7 @@ def _adamw_rows(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
     place, written back at the end: one shape of code that eager mode and torch.compile both take."""
     g = grad * _clip_coef(grad, h.grad_clip) if clip else grad
     t = step.to(flat.dtype)
-    lr = scheduled_lr(h.lr, h.warmup, t, *((h.decay_steps, h.min_lr) if lr_decay else ()))
+    lr = h.lr_at(t, lr_decay)
     decay = h.weight_decay * decay_mask
     if l2:
         g = g + (h.l2 * decay) * flat
@@ -153,6 +152,16 @@ class Hyper:
             grokfast=_one({o.grokfast for o in optims}, "grokfast"),
             grokfast_window=_one({o.grokfast_window for o in optims}, "grokfast_window"),
         )
+
+
+    def lr_at(self, t: torch.Tensor, lr_decay: bool) -> torch.Tensor:
+        """Each run's rate (E, 1) for update number t, in t's dtype (float32 in the step, float64 on the host
+        for the fused optimizer); `lr_decay`: some run decays (otherwise fewer ops)."""
+        def cast(c: torch.Tensor) -> torch.Tensor:
+            return c.to(t.dtype)  # no copy in the step, where the dtypes already agree
+
+        decay = (cast(self.decay_steps), cast(self.min_lr)) if lr_decay else ()
+        return scheduled_lr(cast(self.lr), cast(self.warmup), t, *decay)
 
 
 def _one(values: set, name: str):
@@ -229,11 +238,6 @@ class Engine:
                                    "run": e})
                 regions.append((e, lo, hi, p, l2))
         opts = {l2: (torch.optim.Adam if l2 else torch.optim.AdamW)(g, fused=True) for l2, g in groups.items() if g}
-        # each run's schedule on the host, in float64 as Python floats would compute it
-        self._host_lr = [functools.partial(scheduled_lr, *(getattr(h, k)[e].double() for k in ("lr", "warmup")),
-                                           **({"decay_steps": h.decay_steps[e].double(), "min_lr": h.min_lr[e].double()}
-                                              if self.lr_decay else {}))
-                         for e in range(m.n_members)]
         self._opts = list(opts.values())
         self._slices = [(e, lo, hi, p, opts[l2]) for e, lo, hi, p, l2 in regions]
 
@@ -320,8 +324,8 @@ class Engine:
         if self.clip:
             grad.mul_(_clip_coef(grad, h.grad_clip))
         if self.optimizer_path == "fused":
-            t = torch.tensor(float(self.steps_taken), dtype=torch.float64)
-            rates = [float(rate(t)) for rate in self._host_lr]
+            # the schedule on the host in float64, as Python floats would compute it
+            rates = h.lr_at(torch.tensor(float(self.steps_taken), dtype=torch.float64), self.lr_decay).view(-1).tolist()
             for opt in self._opts:
                 for g in opt.param_groups:
                     g["lr"] = rates[g["run"]]
