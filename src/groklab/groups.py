@@ -23,8 +23,8 @@ MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estima
 
 def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) -> int:
     """A generous estimate of one run's device memory: weights, gradient, two Adam moments (and a Grokfast
-    filter's state); the
-    activations of one step kept for backward (~80 floats a channel a token a layer, fp32); its data."""
+    filter's state); the activations of one step kept for backward (~80 floats a channel a token a layer,
+    fp32); its data."""
     m = dataclasses.replace(cfg.model, block_size=block_size)
     n_params = sum(s.numel for s in param_layout(m, vocab))
     tokens = cfg.train.batch_size * block_size

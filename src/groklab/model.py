@@ -7,7 +7,8 @@ All weights of all runs live in one flat buffer `flat` of shape (E, N); every na
 tensor that is a *view* of its slice, and its `.grad` is a view of the same slice of `grad`. The engine
 writes all gradients into the flat buffer with one cat (a plain backward() accumulates into the same views),
 so the optimizer, clipping and norms are a handful of ops over one (E, N) tensor whatever the depth of the
-model, and a single run is simply E = 1. Weights are stored (in, out) so a linear layer is one batched matmul over E.
+model, and a single run is simply E = 1. Weights are stored (in, out) so a linear layer is one batched
+matmul over E.
 """
 
 from __future__ import annotations
