@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import machine
+from common import machine, summary
 
 from groklab.metrics import steps_to_stay_above
 from groklab.results import collect
@@ -34,14 +34,6 @@ HERE = Path(__file__).parent
 
 def first_reach(rows: list[dict], threshold: float) -> int | None:
     return next((r["step"] for r in rows if r["val_acc"] >= threshold), None)
-
-
-def summary(values: list[int | None]) -> str:
-    got = sorted(v for v in values if v is not None)
-    if not got:
-        return "never"
-    text = f"{statistics.median(got):,.0f} ({got[0]:,}–{got[-1]:,})"
-    return text if len(got) == len(values) else f"{text}, {len(values) - len(got)} never"
 
 
 def recipe_rows(spec, out: str) -> list[dict]:

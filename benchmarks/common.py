@@ -85,3 +85,12 @@ def machine(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": name,
             "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def summary(values: list[int | None]) -> str:
+    """Steps per seed (None: never) -> "median (min–max)", with how many never got there."""
+    got = sorted(v for v in values if v is not None)
+    if not got:
+        return "never"
+    text = f"{statistics.median(got):,.0f} ({got[0]:,}–{got[-1]:,})"
+    return text if len(got) == len(values) else f"{text}, {len(values) - len(got)} never"

@@ -1,5 +1,7 @@
 """Tiny configurations shared by the tests (seconds each on two CPU cores)."""
 
+import torch
+
 from groklab.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
 
@@ -12,3 +14,17 @@ def tiny_config(out_dir, **changes) -> RunConfig:
                           checkpoint_interval=5, progress=False, plot=False),
     )
     return cfg.replace(**changes) if changes else cfg
+
+
+def without_key_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A run's weights minus the attention's key biases. A key bias shifts every score of a query equally, so
+    softmax ignores it and its true gradient is 0; Adam turns the rounding noise there into ±lr steps, so two
+    correct implementations (or two runs of one on a GPU, whose atomics round differently) part there by the
+    learning rate while agreeing everywhere else."""
+    out = {}
+    for name, t in state.items():
+        if name.endswith("attn.c_attn.bias"):
+            C = t.shape[-1] // 3
+            t = torch.cat([t[..., :C], t[..., 2 * C:]], dim=-1)
+        out[name] = t
+    return out

@@ -28,7 +28,7 @@ def _engine(device, optimizer, compile=False, grokfast="none"):
         data.append(Examples(x, y))
     optims = [OptimConfig(learning_rate=1e-3, weight_decay=1.0, beta2=0.98, grad_clip=0.5),
               OptimConfig(learning_rate=3e-3, weight_decay=0.0),
-              OptimConfig(learning_rate=2e-3, weight_decay=0.1, warmup_steps=3)]
+              OptimConfig(learning_rate=2e-3, weight_decay=0.1, warmup_steps=3, decay_on="all")]
     optims = [o.__class__(**{**o.__dict__, "grokfast": grokfast, "grokfast_window": 4}) for o in optims]
     model = GPT(CFG, V, 3, device)
     model.init_from_seeds([1, 2, 3])

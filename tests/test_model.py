@@ -114,3 +114,37 @@ def test_untied_head_is_its_own_weight_and_embeddings_take_their_init_std():
     logits.sum().backward()
     head_rows = [s for s in m.specs if s.name == "lm_head"][0]
     assert m.grad[0, head_rows.offset:head_rows.offset + head_rows.numel].abs().sum() > 0
+
+
+def test_torch_init_matches_torch_nn_defaults():
+    """init='torch' draws each tensor as torch.nn would (the Grokfast paper's code): every linear weight and
+    bias has the spread of the torch module's own init (nn.MultiheadAttention for the attention, nn.Linear for
+    the MLP and head), attention biases start at 0; 'nanogpt' keeps N(0, 0.02) and zero biases."""
+    import math
+
+    import torch.nn as nn
+
+    C, H, V_big = 128, 4, 99
+    cfg = dataclasses.replace(CFG, n_embd=C, n_head=H, n_layer=2, tie_embeddings=False, init="torch")
+    m = GPT(cfg, V_big, 1)
+    m.init_from_seeds([11])
+    torch.manual_seed(0)
+    mha, fc, proj, head = nn.MultiheadAttention(C, H), nn.Linear(C, 4 * C), nn.Linear(4 * C, C), nn.Linear(C, V_big)
+    theirs = {"attn.c_attn.weight": mha.in_proj_weight, "attn.c_attn.bias": mha.in_proj_bias,
+              "attn.c_proj.weight": mha.out_proj.weight, "attn.c_proj.bias": mha.out_proj.bias,
+              "mlp.c_fc.weight": fc.weight, "mlp.c_fc.bias": fc.bias, "mlp.c_proj.weight": proj.weight,
+              "mlp.c_proj.bias": proj.bias, "lm_head": head.weight}
+    for i in range(2):
+        for name, t in theirs.items():
+            key = name if name == "lm_head" else f"h.{i}.{name}"
+            ours, ref = m.params[key][0].detach(), t.detach()
+            assert ours.shape.numel() == ref.shape.numel(), key
+            if float(ref.abs().max()) == 0:
+                assert float(ours.abs().max()) == 0, key
+                continue
+            assert float(ours.abs().max()) <= float(ref.abs().max()) * 1.05, key  # same uniform bound
+            assert math.isclose(float(ours.std()), float(ref.std()), rel_tol=0.12), key  # same spread
+    g = GPT(dataclasses.replace(cfg, init="nanogpt"), V_big, 1)
+    g.init_from_seeds([11])
+    assert math.isclose(float(g.params["h.0.mlp.c_fc.weight"].std()), 0.02, rel_tol=0.05)
+    assert float(g.params["h.0.mlp.c_fc.bias"].abs().max()) == 0

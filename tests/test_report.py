@@ -452,3 +452,15 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     gray = pixels[..., :3].mean(axis=2)
     assert gray.std() > 0.05  # not a blank page: text, tables and figures
     assert (gray < 0.5).mean() > 0.005
+
+
+def test_seed000_division_table_points_to_the_number_tokenizer_only_when_characters_failed():
+    from groklab.reproduce import _division_note
+
+    def run(tokenizer, grok, status="done"):
+        return {"tokenizer": tokenizer, "steps_to_grok": grok, "status": status}
+
+    assert "--tokenizer number" in _division_note([run("char", None), run("char", None), run("char", 5, "failed")])
+    assert _division_note([run("char", None), run("char", 9000)]) == ""  # one generalised: nothing to explain
+    assert _division_note([run("number", None)]) == ""
+    assert _division_note([run("char", None, "partial")]) == ""  # nothing finished yet

@@ -18,6 +18,7 @@ from groklab import results
 from groklab.cli import main
 from groklab.sweep import run_sweep
 from groklab.sweep_spec import SpecError, load_spec, parse_spec
+from tests.helpers import without_key_bias
 
 TINY_BASE = """
 [base]
@@ -113,7 +114,8 @@ def test_cli_rejects_a_typo_before_anything_runs(tmp_path, capsys):
 
 
 def test_sweep_records_failures_isolates_them_and_skips_finished_runs(tmp_path):
-    spec = load_spec(write_spec(tmp_path, "[grid]\nseed = [1, 2]\nlr = [3e-3, 1e3]\n"))
+    # on the CPU: the runs alone must equal them in a group to the bit, which CUDA's atomic adds do not promise
+    spec = load_spec(write_spec(tmp_path, "[grid]\nseed = [1, 2]\nlr = [3e-3, 1e3]\n", TINY_BASE + 'device = "cpu"\n'))
     counts = run_sweep(spec, tmp_path / "out", echo=lambda _: None)
     assert counts == {"done": 2, "failed": 2, "partial": 0, "pending": 0}
     r = results.load(tmp_path / "out")
@@ -126,7 +128,7 @@ def test_sweep_records_failures_isolates_them_and_skips_finished_runs(tmp_path):
     assert (tmp_path / "out/results/runs.parquet").exists() and (tmp_path / "out/results/evals.parquet").exists()
 
     # the healthy runs are untouched by their diverging neighbours: same metrics as a sweep without them
-    alone = load_spec(write_spec(tmp_path, "[grid]\nseed = [1, 2]\nlr = [3e-3]\n"))
+    alone = load_spec(write_spec(tmp_path, "[grid]\nseed = [1, 2]\nlr = [3e-3]\n", TINY_BASE + 'device = "cpu"\n'))
     run_sweep(alone, tmp_path / "alone", echo=lambda _: None)
     for seed in (1, 2):
         name = f"tiny/seed={seed},learning_rate=0.003"
@@ -160,8 +162,10 @@ def test_a_changed_run_in_an_existing_sweep_folder_is_refused(tmp_path):
 
 def test_a_sweep_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     body = "[grid]\nseed = [1, 2]\nlr = [3e-3, 1e-2]\n"
+    # on the CPU, whatever the machine: bit-exact needs deterministic kernels, and CUDA's atomic adds are not
     base = TINY_BASE.replace("max_steps = 40", "max_steps = 400").replace("checkpoint_interval = 10",
                                                                          "checkpoint_interval = 25")
+    base += 'device = "cpu"\n'
     spec_path = write_spec(tmp_path, body, base)
     # the reference runs in a process of its own too: the same settings as the killed one (this test
     # process runs with torch's deterministic-algorithms switch on, a `groklab` process does not)
@@ -224,9 +228,9 @@ def test_groups_trained_concurrently_match_groups_trained_in_turn(tmp_path, devi
             for ra, rb in zip(a, b):
                 torch.testing.assert_close(ra["train_loss"], rb["train_loss"], rtol=1e-2, atol=1e-4)
                 torch.testing.assert_close(ra["val_loss"], rb["val_loss"], rtol=1e-2, atol=1e-4)
-            wa, wb = load_file(run / "model.safetensors"), load_file(other / "model.safetensors")
-            for k in wa:
-                torch.testing.assert_close(wa[k], wb[k], rtol=1e-2, atol=1e-3)
+            wa, wb = (without_key_bias(load_file(r / "model.safetensors")) for r in (run, other))
+            for k in wa:  # 1-D tensors (biases, gains) move by Adam's ±lr on near-zero gradients: more slack
+                torch.testing.assert_close(wa[k], wb[k], rtol=1e-2, atol=1e-3 if wa[k].dim() > 1 else 5e-3)
         meta = json.loads((run / "meta.json").read_text())
         assert meta["group_size"] == 1
         assert meta["engine"] == ("cuda-graph" if device == "cuda" else "eager: not a CUDA device")

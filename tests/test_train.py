@@ -151,3 +151,22 @@ def test_sizes_far_beyond_any_model_are_refused_not_crashed(tmp_path, field, val
     would have looped for hours before the first step."""
     with pytest.raises(GroklabError, match=f"{field}: must be at most"):
         tiny_config(tmp_path / "x", **{field: value})
+
+
+def test_loss_on_answer_only_leaves_the_end_of_line_out_of_training_and_scoring(tmp_path):
+    """--loss_on answer_only (the Grokfast paper's code: one loss term, the answer): the end-of-line target is
+    neither trained on nor part of exact match, so a model that never learns where a line stops still scores
+    its answers; the default trains and scores the answer and the end of line."""
+    from groklab.dataset import load_run_data
+
+    cfg = tiny_config(tmp_path / "only", loss_on="answer_only", tokenizer="number")
+    only = load_run_data(cfg.data, cfg.model)
+    both = load_run_data(tiny_config(tmp_path / "both", tokenizer="number").data, cfg.model)
+    eol = both.tokenizer.encode("\n")[0]
+    for split in ("train", "val"):
+        t_only, t_both = only.scored[split].targets, both.scored[split].targets
+        assert ((t_both == eol).sum(1) == 1).all() and not (t_only == eol).any()
+        assert torch.equal(t_only, t_both.masked_fill(t_both == eol, -1))  # the answer alone is left
+        assert ((t_only >= 0).sum(1) == 1).all()  # one token per number: one loss term an equation
+    out = train_runs([cfg.replace(max_steps=150)], log=_quiet)
+    assert out[0]["final"]["train_acc"] > 0.2

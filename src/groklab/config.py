@@ -38,10 +38,12 @@ def _at_most(value: int, limit: int, name: str) -> None:
 
 
 TokenizerKind = Literal["char", "number"]
-LossOn = Literal["answer", "all"]
+LossOn = Literal["answer", "answer_only", "all"]
 Device = Literal["auto", "cpu", "cuda"]
 GradFilterKind = Literal["none", "ema", "ma"]
 WeightDecayMode = Literal["decoupled", "l2"]
+InitScheme = Literal["nanogpt", "torch"]
+DecayOn = Literal["weights", "all"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ class ModelConfig:
                                     "(x = ln_1(x); x = x + attn(x)), as the Grokfast paper's code; off: "
                                     "nanoGPT's pre-norm (x = x + attn(ln_1(x)))")
     )
+    init: InitScheme = field(
+        default="nanogpt", metadata=doc("how linear layers start: 'nanogpt' (N(0, 0.02), residual projections "
+                                        "scaled by 1/sqrt(2 n_layer), zero biases) or 'torch' (torch.nn's defaults: "
+                                        "uniform ±1/sqrt(fan_in) weights and biases, the attention's in-projection "
+                                        "Xavier-uniform with zero bias, as nn.MultiheadAttention; the Grokfast "
+                                        "paper's code); embeddings follow embedding_init_std either way")
+    )
 
     def __post_init__(self) -> None:
         _require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")
@@ -83,6 +92,7 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _require(0.0 < self.embedding_init_std <= 10.0, "embedding_init_std",
                  f"must be in (0, 10], got {self.embedding_init_std}")
+        _require(self.init in get_args(InitScheme), "init", f"'nanogpt' or 'torch', got {self.init!r}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,9 @@ class DataConfig:
         default="char", metadata=doc("'char': one token per character (the seeds); 'number': one per number")
     )
     loss_on: LossOn = field(
-        default="answer", metadata=doc("'answer': loss only on tokens after '='; 'all': every token")
+        default="answer", metadata=doc("'answer': loss on the tokens after '=' (the answer and the end of the "
+                                       "line); 'answer_only': the answer's tokens alone, not the end of the line "
+                                       "(the Grokfast paper's code: one loss term, the answer); 'all': every token")
     )
     mask_first_n: int | None = field(
         default=None, metadata=doc("loss on every token except the first N (overrides loss_on)")
@@ -128,7 +140,7 @@ class DataConfig:
             "--operators and --prime go together",
         )
         _require(self.tokenizer in get_args(TokenizerKind), "tokenizer", f"'char' or 'number', got {self.tokenizer!r}")
-        _require(self.loss_on in get_args(LossOn), "loss_on", f"'answer' or 'all', got {self.loss_on!r}")
+        _require(self.loss_on in get_args(LossOn), "loss_on", f"'answer', 'answer_only' or 'all', got {self.loss_on!r}")
         _require(
             self.mask_first_n is None or self.mask_first_n >= 0, "mask_first_n", f"must be >= 0, got {self.mask_first_n}"
         )
@@ -169,6 +181,11 @@ class OptimConfig:
                                           "gradient before Adam's moments, as torch.optim.Adam(weight_decay=...) "
                                           "(the Grokfast paper's code)")
     )
+    decay_on: DecayOn = field(
+        default="weights", metadata=doc("which parameters weight decay acts on: 'weights' (2-D weights, nanoGPT's "
+                                        "rule) or 'all' (biases and LayerNorm too, as torch.optim given "
+                                        "model.parameters(); the Grokfast paper's code)")
+    )
     grokfast: GradFilterKind = field(
         default="none", metadata=doc("Grokfast gradient filter (Lee et al. 2024): 'ema', 'ma' (moving average) or 'none'")
     )
@@ -199,6 +216,7 @@ class OptimConfig:
                  f"must be in [0, learning_rate {self.learning_rate}], got {self.min_lr}")
         _require(self.weight_decay_mode in get_args(WeightDecayMode), "weight_decay_mode",
                  f"'decoupled' or 'l2', got {self.weight_decay_mode!r}")
+        _require(self.decay_on in get_args(DecayOn), "decay_on", f"'weights' or 'all', got {self.decay_on!r}")
         _require(self.grokfast in get_args(GradFilterKind), "grokfast", f"'none', 'ema' or 'ma', got {self.grokfast!r}")
         _require(0 <= self.grokfast_alpha < 1, "grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
         _require(self.grokfast_lamb >= 0, "grokfast_lamb", f"must be >= 0, got {self.grokfast_lamb}")

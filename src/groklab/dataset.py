@@ -26,8 +26,8 @@ class RunData:
     text: str | None
     manifest: dict | None
     block_size: int  # resolved context length
-    # what evaluation scores: for equations always the answer after '=' (exact match and loss), whatever
-    # --loss_on / --mask_first_n train on, since the operands are random and can never be predicted; for a
+    # what evaluation scores: for equations always the answer after '=' (exact match and loss; with its
+    # end of line unless loss_on is "answer_only"), whatever --loss_on / --mask_first_n train on, since the operands are random and can never be predicted; for a
     # plain text, the same examples as training. None = `splits`.
     eval_splits: dict[str, Examples] | None = None
 
@@ -102,8 +102,9 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
                 for name, split in lines.items()}
 
     splits = encode(cfg.loss_on, cfg.mask_first_n)
-    answer_only = cfg.loss_on == "answer" and cfg.mask_first_n is None
-    return RunData(tok, splits, lines, None, manifest, block, None if answer_only else encode("answer", None))
+    if cfg.mask_first_n is None and cfg.loss_on != "all":
+        return RunData(tok, splits, lines, None, manifest, block)  # trained on what is scored
+    return RunData(tok, splits, lines, None, manifest, block, encode("answer", None))
 
 
 def stored_data_config(cfg: DataConfig, run_dir: Path) -> DataConfig:

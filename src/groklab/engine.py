@@ -89,7 +89,7 @@ def _adamw_rows(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
     g = grad * _clip_coef(grad, h.grad_clip) if clip else grad
     t = step.to(flat.dtype)
     lr = h.lr_at(t, lr_decay)
-    decay = h.weight_decay * decay_mask
+    decay = h.weight_decay * torch.maximum(decay_mask, h.decay_all)
     if l2:
         g = g + (h.l2 * decay) * flat
         decay = decay * (1 - h.l2)
@@ -123,6 +123,7 @@ class Hyper:
     grokfast_lamb: torch.Tensor
     orthograd: torch.Tensor  # (E, 1): 1 where ⊥Grad is on
     l2: torch.Tensor  # (E, 1): 1 where weight decay is an L2 term in the gradient (Adam), 0 decoupled (AdamW)
+    decay_all: torch.Tensor  # (E, 1): 1 where weight decay acts on every parameter, 0 on 2-D weights only
     grokfast: str = "none"  # one filter kind and window a group: their state buffers have one shape
     grokfast_window: int = 100
 
@@ -149,6 +150,7 @@ class Hyper:
             grokfast_lamb=col([o.grokfast_lamb for o in optims]),
             orthograd=col([float(o.orthograd) for o in optims]),
             l2=col([float(o.weight_decay_mode == "l2") for o in optims]),
+            decay_all=col([float(o.decay_on == "all") for o in optims]),
             grokfast=_one({o.grokfast for o in optims}, "grokfast"),
             grokfast_window=_one({o.grokfast_window for o in optims}, "grokfast_window"),
         )
@@ -234,7 +236,7 @@ class Engine:
                 p.grad = m.grad[e, lo:hi]
                 l2 = bool(h.l2[e] > 0)
                 groups[l2].append({"params": [p], "lr": float(h.lr[e]), "betas": (float(h.beta1[e]), float(h.beta2[e])),
-                                   "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays else 0.0,
+                                   "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays or h.decay_all[e] > 0 else 0.0,
                                    "run": e})
                 regions.append((e, lo, hi, p, l2))
         opts = {l2: (torch.optim.Adam if l2 else torch.optim.AdamW)(g, fused=True) for l2, g in groups.items() if g}

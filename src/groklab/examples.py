@@ -3,7 +3,8 @@
 Targets are the inputs shifted by one, with -1 wherever no loss is taken (nanoGPT's ignore_index). A
 target position j predicts token j + 1 of the line; the loss covers token i of a line when i >= start,
 where start is one past the '=' (loss on the answer and the end-of-line token), 1 (every token that can be
-predicted) or N for `--mask_first_n N` (the first N tokens are never predicted).
+predicted) or N for `--mask_first_n N` (the first N tokens are never predicted); with loss_on "answer_only"
+the end-of-line token is left out as well.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def _loss_start(ids: list[int], eq_id: int | None, loss_on: str, mask_first_n: i
     return ids.index(eq_id) + 1
 
 
-def _pack(rows: list[tuple[list[int], int]], seq_len: int, where: str) -> Examples:
+def _pack(rows: list[tuple[list[int], int]], seq_len: int, where: str, skip_last: bool = False) -> Examples:
+    """Rows of (token ids, first scored token) -> Examples; `skip_last`: the last token is not scored either."""
     n = len(rows)
     inputs = torch.zeros(n, seq_len, dtype=torch.long)
     targets = torch.full((n, seq_len), -1, dtype=torch.long)
@@ -62,6 +64,8 @@ def _pack(rows: list[tuple[list[int], int]], seq_len: int, where: str) -> Exampl
         inputs[r, :L] = torch.tensor(ids[:-1])
         tgt = torch.tensor(ids[1:])
         tgt[: max(start - 1, 0)] = -1
+        if skip_last:
+            tgt[-1] = -1
         targets[r, :L] = tgt
         if bool((targets[r] < 0).all()):
             raise DataError(f"{where}: example {r + 1} has no token left to learn (is --mask_first_n too large?)")
@@ -84,7 +88,7 @@ def encode_equations(
     rows = []
     for line in lines:
         ids = tokenizer.encode(line + EOL)
-        if loss_on == "answer" and mask_first_n is None and eq_id not in ids:
+        if loss_on != "all" and mask_first_n is None and eq_id not in ids:
             raise DataError(f"{where}: line {line!r} has no '=' to take the loss after")
         rows.append((ids, _loss_start(ids, eq_id, loss_on, mask_first_n)))
     longest = max(len(ids) for ids, _ in rows) - 1
@@ -92,7 +96,7 @@ def encode_equations(
         seq_len = longest
     elif longest > seq_len:
         raise DataError(f"{where}: an equation needs {longest + 1} tokens but block_size is {seq_len}")
-    return _pack(rows, seq_len, where)
+    return _pack(rows, seq_len, where, skip_last=loss_on == "answer_only" and mask_first_n is None)
 
 
 def encode_text(

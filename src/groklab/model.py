@@ -37,8 +37,9 @@ class ParamSpec:
     shape: tuple[int, ...]
     offset: int
     decay: bool  # nanoGPT's rule: 2-D weights (matrices, embeddings) decay; biases and LayerNorm gains do not
-    init_std: float  # 0 means a constant init (init_value)
+    init_std: float  # N(0, init_std); 0 means uniform (init_bound) or else a constant (init_value)
     init_value: float = 0.0
+    init_bound: float = 0.0  # U(-init_bound, init_bound) when init_std is 0
 
     @property
     def numel(self) -> int:
@@ -46,31 +47,41 @@ class ParamSpec:
 
 
 def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
-    """The parameters of one run, in a fixed order, as nanoGPT initialises them (tied input/output embedding
+    """The parameters of one run, in a fixed order, initialised as cfg.init says (tied input/output embedding
     unless cfg.tie_embeddings is off, which adds a head "lm_head" (C, V))."""
     C, L = cfg.n_embd, cfg.n_layer
+    torch_init = cfg.init == "torch"
     proj_std = 0.02 / math.sqrt(2 * L)  # GPT-2's scaled init of residual projections
-    entries: list[tuple[str, tuple[int, ...], bool, float, float]] = [
-        ("wte", (vocab_size, C), True, cfg.embedding_init_std, 0.0),
-        ("wpe", (cfg.block_size, C), True, cfg.embedding_init_std, 0.0),
+    # (name, shape, decays, std, constant, uniform bound)
+    entries: list[tuple[str, tuple[int, ...], bool, float, float, float]] = [
+        ("wte", (vocab_size, C), True, cfg.embedding_init_std, 0.0, 0.0),
+        ("wpe", (cfg.block_size, C), True, cfg.embedding_init_std, 0.0, 0.0),
     ]
-    if not cfg.tie_embeddings:
-        entries.append(("lm_head", (C, vocab_size), True, 0.02, 0.0))
+
+    def linear(prefix: str, n_in: int, n_out: int, std: float, bound: float | None = None,
+               bias_bound: float | None = None) -> None:
+        """nanoGPT: N(0, std), zero bias. torch: nn.Linear's kaiming-uniform, U(±1/sqrt(fan_in)) for the
+        weight and the bias, unless `bound` / `bias_bound` say otherwise."""
+        fan = 1 / math.sqrt(n_in)
+        w_bound = (fan if bound is None else bound) if torch_init else 0.0
+        entries.append((f"{prefix}.weight", (n_in, n_out), True, 0.0 if torch_init else std, 0.0, w_bound))
+        if cfg.bias:
+            b_bound = (fan if bias_bound is None else bias_bound) if torch_init else 0.0
+            entries.append((f"{prefix}.bias", (n_out,), False, 0.0, 0.0, b_bound))
 
     def norm(prefix: str) -> None:
-        entries.append((f"{prefix}.weight", (C,), False, 0.0, 1.0))
+        entries.append((f"{prefix}.weight", (C,), False, 0.0, 1.0, 0.0))
         if cfg.bias:
-            entries.append((f"{prefix}.bias", (C,), False, 0.0, 0.0))
+            entries.append((f"{prefix}.bias", (C,), False, 0.0, 0.0, 0.0))
 
-    def linear(prefix: str, n_in: int, n_out: int, std: float) -> None:
-        entries.append((f"{prefix}.weight", (n_in, n_out), True, std, 0.0))
-        if cfg.bias:
-            entries.append((f"{prefix}.bias", (n_out,), False, 0.0, 0.0))
-
+    if not cfg.tie_embeddings:  # a bias-free head (C, V); torch: nn.Linear's U(±1/sqrt(C))
+        entries.append(("lm_head", (C, vocab_size), True, 0.0 if torch_init else 0.02, 0.0,
+                        1 / math.sqrt(C) if torch_init else 0.0))
     for i in range(L):
         norm(f"h.{i}.ln_1")
-        linear(f"h.{i}.attn.c_attn", C, 3 * C, 0.02)
-        linear(f"h.{i}.attn.c_proj", C, C, proj_std)
+        # torch: nn.MultiheadAttention's Xavier-uniform over its (3C, C) in-projection, zero biases
+        linear(f"h.{i}.attn.c_attn", C, 3 * C, 0.02, bound=math.sqrt(6 / (C + 3 * C)), bias_bound=0.0)
+        linear(f"h.{i}.attn.c_proj", C, C, proj_std, bias_bound=0.0)
         norm(f"h.{i}.ln_2")
         linear(f"h.{i}.mlp.c_fc", C, 4 * C, 0.02)
         linear(f"h.{i}.mlp.c_proj", 4 * C, C, proj_std)
@@ -80,8 +91,8 @@ def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
     # decayed weights first: each run's row is then two contiguous slices, [0, D) with weight decay and
     # [D, N) without, which a fused optimizer takes as two tensors
     entries.sort(key=lambda e: not e[2])
-    for name, shape, decay, std, value in entries:
-        spec = ParamSpec(name, shape, offset, decay, std, value)
+    for name, shape, decay, std, value, bound in entries:
+        spec = ParamSpec(name, shape, offset, decay, std, value, bound)
         specs.append(spec)
         offset += spec.numel
     return specs
@@ -95,6 +106,8 @@ def init_row(specs: Sequence[ParamSpec], seed: int) -> torch.Tensor:
     for s in specs:
         if s.init_std > 0:
             parts.append(torch.randn(s.numel, generator=gen) * s.init_std)
+        elif s.init_bound > 0:
+            parts.append((torch.rand(s.numel, generator=gen) * 2 - 1) * s.init_bound)
         else:
             parts.append(torch.full((s.numel,), s.init_value))
     return torch.cat(parts)

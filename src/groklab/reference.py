@@ -86,10 +86,11 @@ class ReferenceGPT(nn.Module):
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, fused: bool | None = None) -> torch.optim.Optimizer:
-    """nanoGPT's grouping: weight decay on 2-D parameters, none on biases and LayerNorm. AdamW, or Adam with
-    the decay as L2 in the gradient for weight_decay_mode 'l2'."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    """nanoGPT's grouping: weight decay on 2-D parameters, none on biases and LayerNorm (decay_on 'all': on
+    every parameter). AdamW, or Adam with the decay as L2 in the gradient for weight_decay_mode 'l2'."""
+    everything = cfg.decay_on == "all"
+    decay = [p for p in model.parameters() if everything or p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if not everything and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kind = torch.optim.Adam if cfg.weight_decay_mode == "l2" else torch.optim.AdamW
     return kind(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused)

@@ -115,8 +115,19 @@ def _seed000_tables(folder: Path) -> str:
         ["Batch size", f"Steps to grok (seeds {', '.join(map(str, seeds))})", "Final train loss",
          "Final train acc", "Final test acc", "Seed 000 reported (steps · loss · train · test)"], rows)
         + "\n\nFinal values are mean ± std over the seeds; steps to grok is the first evaluation from which "
-          "val accuracy stays ≥ 99 % (seed 000 judged it by eye)." + _status_note(batch))
+          "val accuracy stays ≥ 99 % (seed 000 judged it by eye)." + _status_note(batch) + _division_note(batch))
     return "\n\n".join(out)
+
+
+def _division_note(batch: list[dict]) -> str:
+    """Where no character-level division run generalised: what groklab's sweeps of this task found."""
+    done = [r for r in batch if r["status"] == "done"]
+    if not done or any(r["tokenizer"] != "char" or r["steps_to_grok"] is not None for r in done):
+        return ""
+    return ("\n\nNo character-level run here generalised, nor did any of the 85 in groklab's sweeps of this task "
+            "(docs/benchmarks.md, \"What the evidence says about seed 000's division\"). With one token per number "
+            "the same recipe reproduces the report's batch-size pattern: `groklab reproduce seed-000 --tokenizer "
+            "number`.")
 
 
 def _seed003_tables(folder: Path) -> str:
