@@ -26,9 +26,10 @@ class RunData:
     text: str | None
     manifest: dict | None
     block_size: int  # resolved context length
-    # what evaluation scores: for equations always the answer after '=' (exact match and loss; with its
-    # end of line unless loss_on is "answer_only"), whatever --loss_on / --mask_first_n train on, since the operands are random and can never be predicted; for a
-    # plain text, the same examples as training. None = `splits`.
+    # what evaluation scores: for equations always the answer after '=' (exact match and loss; with its end
+    # of line unless loss_on is "answer_only"), whatever --loss_on / --mask_first_n train on, since the
+    # operands are random and can never be predicted; for a plain text, the same examples as training.
+    # None = `splits`.
     eval_splits: dict[str, Examples] | None = None
 
     @property

@@ -89,7 +89,7 @@ def _adamw_rows(flat: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, e
     g = grad * _clip_coef(grad, h.grad_clip) if clip else grad
     t = step.to(flat.dtype)
     lr = h.lr_at(t, lr_decay)
-    decay = h.weight_decay * torch.maximum(decay_mask, h.decay_all)
+    decay = h.weight_decay * decay_mask
     if l2:
         g = g + (h.l2 * decay) * flat
         decay = decay * (1 - h.l2)
@@ -206,6 +206,10 @@ class Engine:
         self.orthograd = bool((hyper.orthograd > 0).any())
         self.l2 = bool((hyper.l2 > 0).any())
         self.lr_decay = bool((hyper.decay_steps > 0).any())
+        # which coordinates weight decay touches: the model's 2-D weights (1, N), or, where some run decays
+        # every parameter (decay_on "all"), a per-run (E, N) mask, built once here rather than every step
+        all_runs = hyper.decay_all > 0
+        self.decay_mask = torch.where(all_runs, 1.0, model.decay_mask) if bool(all_runs.any()) else model.decay_mask
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_loss = torch.zeros(0)
         if optimizer == "auto":  # a GPU step is captured as a CUDA graph, which takes the tensor path
@@ -235,8 +239,9 @@ class Engine:
                 p = m.flat[e, lo:hi].detach()  # a contiguous leaf view of run e's region
                 p.grad = m.grad[e, lo:hi]
                 l2 = bool(h.l2[e] > 0)
+                decays = decays or bool(h.decay_all[e] > 0)
                 groups[l2].append({"params": [p], "lr": float(h.lr[e]), "betas": (float(h.beta1[e]), float(h.beta2[e])),
-                                   "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays or h.decay_all[e] > 0 else 0.0,
+                                   "eps": float(h.eps[e]), "weight_decay": float(h.weight_decay[e]) if decays else 0.0,
                                    "run": e})
                 regions.append((e, lo, hi, p, l2))
         opts = {l2: (torch.optim.Adam if l2 else torch.optim.AdamW)(g, fused=True) for l2, g in groups.items() if g}
@@ -320,7 +325,7 @@ class Engine:
         self.step_count += 1
         self.steps_taken += 1
         if self.optimizer_path == "tensor":
-            self._update_fn(flat, grad, self.exp_avg, self.exp_avg_sq, self.step_count, h, self.model.decay_mask,
+            self._update_fn(flat, grad, self.exp_avg, self.exp_avg_sq, self.step_count, h, self.decay_mask,
                             self.clip, self.l2, self.lr_decay)
             return
         if self.clip:

@@ -23,8 +23,8 @@ MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estima
 
 def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) -> int:
     """A generous estimate of one run's device memory: weights, gradient, two Adam moments (and a Grokfast
-    filter's state); the activations of one step kept for backward (~80 floats a channel a token a layer,
-    fp32); its data."""
+    filter's state, and a weight-decay mask row for decay_on "all"); the activations of one step kept for
+    backward (~80 floats a channel a token a layer, fp32); its data."""
     m = dataclasses.replace(cfg.model, block_size=block_size)
     n_params = sum(s.numel for s in param_layout(m, vocab))
     tokens = cfg.train.batch_size * block_size
@@ -32,7 +32,8 @@ def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) 
     data = n_examples * block_size * 8 * 3
     o = cfg.optim
     filter_state = {"ema": 1, "ma": o.grokfast_window + 1}.get(o.grokfast, 0) * 4 * n_params
-    return 4 * 4 * n_params + activations + data + filter_state
+    decay_mask = 4 * n_params if o.decay_on == "all" else 0
+    return 4 * 4 * n_params + activations + data + filter_state + decay_mask
 
 
 def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: torch.device,
