@@ -18,7 +18,6 @@ from groklab import results
 from groklab.cli import main
 from groklab.sweep import run_sweep
 from groklab.sweep_spec import SpecError, load_spec, parse_spec
-from tests.helpers import without_key_bias
 
 TINY_BASE = """
 [base]
@@ -35,6 +34,8 @@ train_fraction = 0.6
 val_fraction = 0.2
 plot = false
 """
+
+
 
 
 def write_spec(folder: Path, body: str, base: str = TINY_BASE) -> Path:
@@ -209,28 +210,17 @@ def test_a_sweep_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
 def test_groups_trained_concurrently_match_groups_trained_in_turn(tmp_path, device):
-    # on a GPU: three groups captured one after another, then replayed at once in three threads and streams
+    # on a GPU: three groups captured one after another, then replayed at once in three threads and streams.
+    # Bit for bit there too, since each engine captures on its own stream: captured on torch's one default
+    # capture stream, the graphs shared a cuBLAS workspace and the runs ended 5 % apart in weights (H200)
     spec = load_spec(write_spec(tmp_path, "[grid]\nseed = [1, 2, 3]\n", TINY_BASE + f'device = "{device}"\n'))
     run_sweep(spec, tmp_path / "a", max_group=1, concurrent_groups=3, echo=lambda _: None)
     run_sweep(spec, tmp_path / "b", max_group=1, concurrent_groups=1, echo=lambda _: None)
     for run in (tmp_path / "a/runs/tiny").iterdir():
         other = tmp_path / "b/runs/tiny" / run.name
-        if device == "cpu":
-            assert metrics(run) == metrics(other)
-        else:
-            # CUDA's embedding and gather backward add with atomics, so two runs of the same group agree to
-            # rounding after a step and drift apart as training amplifies it (up to 8e-4 relative by the end on
-            # an H100); a group reading another's memory or an unfinished step would be off by far more
-            a, b = metrics(run), metrics(other)
-            assert [r["step"] for r in a] == [r["step"] for r in b]
-            torch.testing.assert_close(a[0]["train_loss"], b[0]["train_loss"], rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(a[0]["val_loss"], b[0]["val_loss"], rtol=1e-5, atol=1e-6)
-            for ra, rb in zip(a, b):
-                torch.testing.assert_close(ra["train_loss"], rb["train_loss"], rtol=1e-2, atol=1e-4)
-                torch.testing.assert_close(ra["val_loss"], rb["val_loss"], rtol=1e-2, atol=1e-4)
-            wa, wb = (without_key_bias(load_file(r / "model.safetensors")) for r in (run, other))
-            for k in wa:  # 1-D tensors (biases, gains) move by Adam's ±lr on near-zero gradients: more slack
-                torch.testing.assert_close(wa[k], wb[k], rtol=1e-2, atol=1e-3 if wa[k].dim() > 1 else 5e-3)
+        assert metrics(run) == metrics(other), run.name
+        wa, wb = (load_file(r / "model.safetensors") for r in (run, other))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), run.name
         meta = json.loads((run / "meta.json").read_text())
         assert meta["group_size"] == 1
         assert meta["engine"] == ("cuda-graph" if device == "cuda" else "eager: not a CUDA device")

@@ -280,18 +280,23 @@ class Engine:
         saved = [t.clone() for t in state]
         taken = self.steps_taken
         try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up off the capture stream: allocator pools, cuBLAS handles
+            # This engine's own stream for the warm-up and the capture. torch.cuda.graph's default is one capture
+            # stream for every graph of the process, and cuBLAS keys its workspace by stream: graphs captured on
+            # one stream write the same workspace, which corrupts their GEMMs when groups replay at once (seen
+            # on an H200 as runs 5 % apart in weights), and freeing one graph frees the workspace of the others
+            # (pytorch/pytorch#193402). Kept on the engine for as long as its graph lives.
+            self._capture_stream = stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):  # warm-up: allocator pools, cuBLAS handle and workspace
                 for _ in range(warmup):
                     self._eager_step()
-            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.current_stream().wait_stream(stream)
             with torch.no_grad():
                 for t, s in zip(state, saved):
                     t.copy_(s)
             graph = torch.cuda.CUDAGraph()
             # thread_local: other threads may train their own groups (and sync their streams) meanwhile
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                 loss = self._eager_step()
         except RuntimeError as exc:  # e.g. an op that cannot be captured on this build
             with torch.no_grad():

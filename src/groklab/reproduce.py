@@ -124,7 +124,7 @@ def _division_note(batch: list[dict]) -> str:
     done = [r for r in batch if r["status"] == "done"]
     if not done or any(r["tokenizer"] != "char" or r["steps_to_grok"] is not None for r in done):
         return ""
-    return ("\n\nNo character-level run here generalised, nor did any of the 85 in groklab's sweeps of this task "
+    return ("\n\nNo character-level run here generalised, nor did any of the 128 in groklab's sweeps of this task "
             "(docs/benchmarks.md, \"What the evidence says about seed 000's division\"). With one token per number "
             "the same recipe reproduces the report's batch-size pattern: `groklab reproduce seed-000 --tokenizer "
             "number`.")
