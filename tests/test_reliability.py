@@ -1,6 +1,7 @@
 """Faults injected for real: kill -9 at random moments, torn and foreign files, a run that diverges inside a
 group. Each case adds its observed outcome to docs/reliability.md."""
 
+import inspect
 import json
 import os
 import random
@@ -69,6 +70,46 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
     reliability("training run", f"SIGKILL of `groklab train` at {len(kills)} random moments, then the same command",
                 f"resumed from checkpoints at steps {[r['step'] for r in resumes]}; final weights, Adam state and "
                 f"all {len(rows(b))} evaluations bit-identical to an uninterrupted run")
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL at one chosen instant (the random kills above can miss it)."""
+
+
+def test_a_kill_between_the_last_checkpoints_two_files_resumes_bit_identical(tmp_path, monkeypatch, reliability):
+    # The last checkpoint writes two files, the weights and the state a resume starts from. A kill after the
+    # first and before the second must leave something the same command finishes exactly: with the state
+    # written first, the resume started at the last step, trained nothing and kept the older weights file.
+    ref = tiny_config(tmp_path / "ref", max_steps=12, checkpoint_interval=5)
+    train_runs([ref], log=lambda _: None)
+    cfg = tiny_config(tmp_path / "killed", max_steps=12, checkpoint_interval=5)
+    writes: list[str] = []
+
+    def killing(name, real):
+        def save(*args, **kwargs):
+            if inspect.signature(real).bind(*args, **kwargs).arguments["step"] == 12:
+                writes.append(name)
+                if len(writes) == 2:
+                    raise Killed(name)
+            return real(*args, **kwargs)
+        return save
+
+    monkeypatch.setattr(ckpt, "save_weights", killing("weights", ckpt.save_weights))
+    monkeypatch.setattr(ckpt, "save_state", killing("state", ckpt.save_state))
+    with pytest.raises(Killed):
+        train_runs([cfg], log=lambda _: None)
+    monkeypatch.undo()
+    saved = ckpt.saved_step(tmp_path / "killed")
+    train_runs([cfg.replace(resume=True)], log=lambda _: None)
+
+    a, b = tmp_path / "ref", tmp_path / "killed"
+    assert strip(rows(a)) == strip(rows(b))
+    for name in ("model.safetensors", "state.safetensors"):
+        x, y = load_file(a / name), load_file(b / name)
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+    reliability("training run", f"killed between the last checkpoint's two files (after {writes[0]}, before "
+                f"{writes[1]}), then the same command", f"resumed from step {saved}; final weights, Adam state "
+                "and evaluations bit-identical to an uninterrupted run")
 
 
 def test_a_diverging_run_fails_alone_and_its_group_goes_on(tmp_path, reliability):

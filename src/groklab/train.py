@@ -178,8 +178,11 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
         if m.failed:  # keep its last finite checkpoint
             continue
         weights = model.member_state(e)  # host sync: copies this run's rows to the CPU
-        ckpt.save_state(m.run_dir, weights, engine.member_state(e), step, {"group_size": len(members)})
+        # the state file last: it is what a resume starts from, so a kill between the two files leaves an older
+        # state that the resume replays past, never model weights older than the state (which a resume at the
+        # last step would keep as the run's final weights)
         ckpt.save_weights(m.run_dir, weights, step, vocab=m.data.tokenizer.to_dict())
+        ckpt.save_state(m.run_dir, weights, engine.member_state(e), step, {"group_size": len(members)})
         _write_history(m, sync=True)
 
 
