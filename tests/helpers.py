@@ -19,7 +19,7 @@ def tiny_config(out_dir, **changes) -> RunConfig:
 def without_key_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A run's weights minus the attention's key biases. A key bias shifts every score of a query equally, so
     softmax ignores it and its true gradient is 0; Adam turns the rounding noise there into ±lr steps, so two
-    correct implementations (or two runs of one on a GPU, whose atomics round differently) part there by the
+    correct implementations (or one run in groups of other sizes, whose GEMMs round differently) part there by the
     learning rate while agreeing everywhere else."""
     out = {}
     for name, t in state.items():
