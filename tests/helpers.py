@@ -1,6 +1,9 @@
 """Tiny configurations shared by the tests (seconds each on two CPU cores)."""
 
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file
 
 from groklab.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
@@ -14,6 +17,12 @@ def tiny_config(out_dir, **changes) -> RunConfig:
                           checkpoint_interval=5, progress=False, plot=False),
     )
     return cfg.replace(**changes) if changes else cfg
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    """Two safetensors files hold the same tensors, bit for bit."""
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
 def without_key_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from groklab import checkpoint as ckpt
 from groklab.cli import main
 from groklab.errors import GroklabError
 from groklab.train import train_runs
-from helpers import tiny_config
+from helpers import same_tensors, tiny_config
 
 TRAIN = ["train", "--operators", "+", "--prime", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
          "--batch_size", "8", "--max_steps", "1500", "--checkpoint_interval", "50", "--eval_points_per_decade", "6",
@@ -37,6 +35,13 @@ def strip(rows):
 
 def rows(run: Path):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same evaluations, final weights and Adam state, bit for bit."""
+    assert strip(rows(a)) == strip(rows(b))
+    for name in ("model.safetensors", "state.safetensors"):
+        assert same_tensors(a / name, b / name), name
 
 
 def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_path, reliability):
@@ -62,10 +67,7 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
     assert kills and any(k for k in kills), f"no kill landed after a checkpoint: {kills}"
 
     a, b = tmp_path / "ref", tmp_path / "killed"
-    assert strip(rows(a)) == strip(rows(b))
-    for name in ("model.safetensors", "state.safetensors"):
-        x, y = load_file(a / name), load_file(b / name)
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+    assert_same_run(a, b)
     resumes = json.loads((b / "meta.json").read_text())["resumes"]
     reliability("training run", f"SIGKILL of `groklab train` at {len(kills)} random moments, then the same command",
                 f"resumed from checkpoints at steps {[r['step'] for r in resumes]}; final weights, Adam state and "
@@ -102,11 +104,7 @@ def test_a_kill_between_the_last_checkpoints_two_files_resumes_bit_identical(tmp
     saved = ckpt.saved_step(tmp_path / "killed")
     train_runs([cfg.replace(resume=True)], log=lambda _: None)
 
-    a, b = tmp_path / "ref", tmp_path / "killed"
-    assert strip(rows(a)) == strip(rows(b))
-    for name in ("model.safetensors", "state.safetensors"):
-        x, y = load_file(a / name), load_file(b / name)
-        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+    assert_same_run(tmp_path / "ref", tmp_path / "killed")
     reliability("training run", f"killed between the last checkpoint's two files (after {writes[0]}, before "
                 f"{writes[1]}), then the same command", f"resumed from step {saved}; final weights, Adam state "
                 "and evaluations bit-identical to an uninterrupted run")

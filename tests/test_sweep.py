@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from groklab import checkpoint as ckpt
 from groklab import results
 from groklab.cli import main
 from groklab.sweep import run_sweep
 from groklab.sweep_spec import SpecError, load_spec, parse_spec
+from tests.helpers import same_tensors
 
 TINY_BASE = """
 [base]
@@ -34,8 +34,6 @@ train_fraction = 0.6
 val_fraction = 0.2
 plot = false
 """
-
-
 
 
 def write_spec(folder: Path, body: str, base: str = TINY_BASE) -> Path:
@@ -201,9 +199,7 @@ def test_a_sweep_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
     assert len(list((tmp_path / "killed").rglob("summary.json"))) == 4
     for run in (tmp_path / "clean/runs/tiny").iterdir():
         assert metrics(run) == metrics(tmp_path / "killed/runs/tiny" / run.name), run.name
-        a = load_file(run / "model.safetensors")
-        b = load_file(tmp_path / "killed/runs/tiny" / run.name / "model.safetensors")
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert same_tensors(run / "model.safetensors", tmp_path / "killed/runs/tiny" / run.name / "model.safetensors")
     meta = json.loads(next((tmp_path / "killed/runs/tiny").iterdir()).joinpath("meta.json").read_text())
     assert meta["resumes"] and meta["resumes"][0]["step"] % 25 == 0
 
@@ -220,8 +216,7 @@ def test_groups_trained_concurrently_match_groups_trained_in_turn(tmp_path, devi
     for run in (tmp_path / "a/runs/tiny").iterdir():
         other = tmp_path / "b/runs/tiny" / run.name
         assert metrics(run) == metrics(other), run.name
-        wa, wb = (load_file(r / "model.safetensors") for r in (run, other))
-        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), run.name
+        assert same_tensors(run / "model.safetensors", other / "model.safetensors"), run.name
         meta = json.loads((run / "meta.json").read_text())
         assert meta["group_size"] == 1
         assert meta["engine"] == ("cuda-graph" if device == "cuda" else "eager: not a CUDA device")

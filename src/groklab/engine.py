@@ -284,8 +284,9 @@ class Engine:
             # stream for every graph of the process, and cuBLAS keys its workspace by stream: graphs captured on
             # one stream write the same workspace, which corrupts their GEMMs when groups replay at once (seen
             # on an H200 as runs 5 % apart in weights), and freeing one graph frees the workspace of the others
-            # (pytorch/pytorch#193402). Kept on the engine for as long as its graph lives.
-            self._capture_stream = stream = torch.cuda.Stream()
+            # (pytorch/pytorch#193402). torch hands streams out round-robin from a pool of 32 a device, so the
+            # groups of one wave (at most 8, each also training on a stream of its own) never share one.
+            stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):  # warm-up: allocator pools, cuBLAS handle and workspace
                 for _ in range(warmup):
