@@ -42,7 +42,8 @@ LossOn = Literal["answer", "answer_only", "all"]
 Device = Literal["auto", "cpu", "cuda"]
 GradFilterKind = Literal["none", "ema", "ma"]
 WeightDecayMode = Literal["decoupled", "l2"]
-InitScheme = Literal["nanogpt", "torch"]
+InitScheme = Literal["nanogpt", "torch", "nanda"]
+Activation = Literal["gelu", "relu"]
 DecayOn = Literal["weights", "all"]
 
 
@@ -76,7 +77,20 @@ class ModelConfig:
                                         "scaled by 1/sqrt(2 n_layer), zero biases) or 'torch' (torch.nn's defaults: "
                                         "uniform ±1/sqrt(fan_in) weights and biases, the attention's in-projection "
                                         "Xavier-uniform with zero bias, as nn.MultiheadAttention; the Grokfast "
-                                        "paper's code); embeddings follow embedding_init_std either way")
+                                        "paper's code) or 'nanda' (every weight matrix N(0, 1/sqrt(n_embd)), an "
+                                        "untied head N(0, 1/sqrt(vocab)), zero biases: Nanda et al. 2023's code); "
+                                        "embeddings follow embedding_init_std either way")
+    )
+    activation: Activation = field(
+        default="gelu", metadata=doc("the MLP's nonlinearity: 'gelu' (nanoGPT) or 'relu' (Nanda et al. 2023)")
+    )
+    layer_norm: bool = field(
+        default=True, metadata=doc("LayerNorm before attention, MLP and head (nanoGPT); off: no LayerNorm at all, "
+                                   "no gains or biases in the weights (Nanda et al. 2023)")
+    )
+    attention_bias: bool = field(
+        default=True, metadata=doc("biases in the attention's projections (when bias is on); off: only the MLP "
+                                   "has biases (Nanda et al. 2023)")
     )
 
     def __post_init__(self) -> None:
@@ -92,7 +106,10 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _require(0.0 < self.embedding_init_std <= 10.0, "embedding_init_std",
                  f"must be in (0, 10], got {self.embedding_init_std}")
-        _require(self.init in get_args(InitScheme), "init", f"'nanogpt' or 'torch', got {self.init!r}")
+        _require(self.init in get_args(InitScheme), "init", f"'nanogpt', 'torch' or 'nanda', got {self.init!r}")
+        _require(self.activation in get_args(Activation), "activation", f"'gelu' or 'relu', got {self.activation!r}")
+        _require(self.layer_norm or not self.norm_residual, "norm_residual",
+                 "needs layer_norm (without LayerNorm the block has nothing to normalise the stream with)")
 
 
 @dataclass(frozen=True)
@@ -230,7 +247,9 @@ class TrainConfig:
 
     out_dir: str = field(default="out/run", metadata=doc("run directory (config, metrics, weights, curves)"))
     max_steps: int = field(default=5000, metadata=doc("optimizer steps", "max_iters"))
-    batch_size: int = field(default=64, metadata=doc("examples per optimizer step (sampled with replacement)"))
+    batch_size: int = field(default=64, metadata=doc("examples per optimizer step (sampled with replacement); 0 = "
+                                                     "full batch: every step takes the whole train split, in "
+                                                     "order (Nanda et al. 2023)"))
     seed: int = field(default=42, metadata=doc("seed of model init and batch order (not the data split)"))
     eval_points_per_decade: int = field(
         default=16, metadata=doc("log-spaced evaluations per decade of steps (plus the last step)")
@@ -255,11 +274,15 @@ class TrainConfig:
     tensorboard: bool = field(default=False, metadata=doc(
         "write TensorBoard event files to OUT_DIR/tb at each evaluation: losses, accuracies, weight norm, "
         "learning rate (pip install 'groklab[tb]')"))
+    snapshot_interval: int = field(
+        default=0, metadata=doc("also keep the weights every N steps in OUT_DIR/snapshots (linearly spaced, "
+                                "for the phases of `groklab analyze`); 0 = off")
+    )
 
     def __post_init__(self) -> None:
         _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
         _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
-        _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        _require(self.batch_size >= 0, "batch_size", f"must be at least 1, or 0 for full batch, got {self.batch_size}")
         for name, limit in (("max_steps", 10**12), ("batch_size", 2**20), ("eval_points_per_decade", 1000),
                             ("snapshots_per_decade", 1000)):
             _at_most(getattr(self, name), limit, name)
@@ -275,6 +298,7 @@ class TrainConfig:
         _require(0 < self.grok_threshold <= 1, "grok_threshold", f"must be in (0, 1], got {self.grok_threshold}")
         _require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
         _require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
+        _require(self.snapshot_interval >= 0, "snapshot_interval", f"must be >= 0, got {self.snapshot_interval}")
         _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 

@@ -7,7 +7,8 @@ on the other members: a run trained in a group follows the same curve as the sam
 
 Batches are drawn with replacement from a counter-based hash of (run seed, step, slot), computed on the
 device: no generator state to save, the data position after a restart is a function of the step, and no
-host round-trip is needed to make a batch.
+host round-trip is needed to make a batch. A run with batch size 0 trains full batch (Nanda et al. 2023):
+every step takes its whole train split, in order; rows past its own split (padding) are masked out.
 """
 
 from __future__ import annotations
@@ -199,9 +200,17 @@ class Engine:
         self.train = train.to(dev)
         self.step_count = torch.zeros((), dtype=torch.long, device=dev)  # optimizer steps taken so far
         self.steps_taken = 0  # the same count on the host, for the warm-up schedule of the fused path
-        self.max_batch = int(hyper.batch_sizes.max())
-        # slots past a run's own batch size are masked out of its loss (runs of several batch sizes share a group)
-        self.slot_valid = torch.arange(self.max_batch, device=dev)[None, :] < hyper.batch_sizes[:, None]
+        # batch size 0: full batch, every row of the run's train split each step (slot i is row i)
+        self.full_batch = hyper.batch_sizes == 0  # (E,)
+        n_rows = self.train.inputs.shape[1]
+        self.any_full = bool(self.full_batch.any())
+        self.max_batch = max(int(hyper.batch_sizes.max()), n_rows if self.any_full else 0)
+        slots = torch.arange(self.max_batch, device=dev)[None, :]
+        self._rows = slots.clamp(max=n_rows - 1)  # (1, B): full-batch slots past the padded split read its last row
+        # slots past a run's own batch size (or, full batch, its own split) are masked out of its loss: runs of
+        # several batch sizes, or train splits of several sizes, share a group
+        self.slot_valid = torch.where(self.full_batch[:, None], slots < self.train.counts[:, None],
+                                      slots < hyper.batch_sizes[:, None])
         self.clip = bool((hyper.grad_clip > 0).any())
         self.orthograd = bool((hyper.orthograd > 0).any())
         self.l2 = bool((hyper.l2 > 0).any())
@@ -251,7 +260,10 @@ class Engine:
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Inputs (E, B, T), loss positions (E, B, K) or None, and answers (E, B, K) of the next step."""
         tr = self.train
-        idx = batch_indices(self.hyper.seeds, self.step_count, self.max_batch, tr.counts)[..., None]  # (E, B, 1)
+        idx = batch_indices(self.hyper.seeds, self.step_count, self.max_batch, tr.counts)  # (E, B)
+        if self.any_full:
+            idx = torch.where(self.full_batch[:, None], self._rows, idx)
+        idx = idx[..., None]  # (E, B, 1)
         x = torch.gather(tr.inputs, 1, idx.expand(-1, -1, tr.inputs.shape[-1]))
         rows = idx.expand(-1, -1, tr.answers.shape[-1])
         pos = None if tr.positions is None else torch.gather(tr.positions, 1, rows)

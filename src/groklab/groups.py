@@ -27,7 +27,7 @@ def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) 
     backward (~80 floats a channel a token a layer, fp32); its data."""
     m = dataclasses.replace(cfg.model, block_size=block_size)
     n_params = sum(s.numel for s in param_layout(m, vocab))
-    tokens = cfg.train.batch_size * block_size
+    tokens = (cfg.train.batch_size or n_examples) * block_size  # batch size 0: full batch, the whole split
     activations = tokens * (m.n_layer * 80 * m.n_embd + 3 * vocab) * 4
     data = n_examples * block_size * 8 * 3
     o = cfg.optim

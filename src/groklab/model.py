@@ -48,9 +48,10 @@ class ParamSpec:
 
 def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
     """The parameters of one run, in a fixed order, initialised as cfg.init says (tied input/output embedding
-    unless cfg.tie_embeddings is off, which adds a head "lm_head" (C, V))."""
+    unless cfg.tie_embeddings is off, which adds a head "lm_head" (C, V); no LayerNorm tensors at all when
+    cfg.layer_norm is off; no attention biases when cfg.attention_bias is off)."""
     C, L = cfg.n_embd, cfg.n_layer
-    torch_init = cfg.init == "torch"
+    torch_init, nanda_init = cfg.init == "torch", cfg.init == "nanda"
     proj_std = 0.02 / math.sqrt(2 * L)  # GPT-2's scaled init of residual projections
     # (name, shape, decays, std, constant, uniform bound)
     entries: list[tuple[str, tuple[int, ...], bool, float, float, float]] = [
@@ -59,29 +60,35 @@ def param_layout(cfg: ModelConfig, vocab_size: int) -> list[ParamSpec]:
     ]
 
     def linear(prefix: str, n_in: int, n_out: int, std: float, bound: float | None = None,
-               bias_bound: float | None = None) -> None:
+               bias_bound: float | None = None, bias: bool = cfg.bias) -> None:
         """nanoGPT: N(0, std), zero bias. torch: nn.Linear's kaiming-uniform, U(±1/sqrt(fan_in)) for the
-        weight and the bias, unless `bound` / `bias_bound` say otherwise."""
+        weight and the bias, unless `bound` / `bias_bound` say otherwise. nanda: N(0, 1/sqrt(C)) for every
+        matrix, the MLP's output projection too (Nanda et al.'s code divides by sqrt(d_model) throughout)."""
         fan = 1 / math.sqrt(n_in)
         w_bound = (fan if bound is None else bound) if torch_init else 0.0
-        entries.append((f"{prefix}.weight", (n_in, n_out), True, 0.0 if torch_init else std, 0.0, w_bound))
-        if cfg.bias:
+        w_std = 0.0 if torch_init else 1 / math.sqrt(C) if nanda_init else std
+        entries.append((f"{prefix}.weight", (n_in, n_out), True, w_std, 0.0, w_bound))
+        if bias:
             b_bound = (fan if bias_bound is None else bias_bound) if torch_init else 0.0
             entries.append((f"{prefix}.bias", (n_out,), False, 0.0, 0.0, b_bound))
 
     def norm(prefix: str) -> None:
+        if not cfg.layer_norm:
+            return
         entries.append((f"{prefix}.weight", (C,), False, 0.0, 1.0, 0.0))
         if cfg.bias:
             entries.append((f"{prefix}.bias", (C,), False, 0.0, 0.0, 0.0))
 
-    if not cfg.tie_embeddings:  # a bias-free head (C, V); torch: nn.Linear's U(±1/sqrt(C))
-        entries.append(("lm_head", (C, vocab_size), True, 0.0 if torch_init else 0.02, 0.0,
-                        1 / math.sqrt(C) if torch_init else 0.0))
+    if not cfg.tie_embeddings:  # a bias-free head (C, V); torch: nn.Linear's U(±1/sqrt(C)); nanda: N(0, 1/sqrt(V))
+        head_std = 0.0 if torch_init else 1 / math.sqrt(vocab_size) if nanda_init else 0.02
+        entries.append(("lm_head", (C, vocab_size), True, head_std, 0.0, 1 / math.sqrt(C) if torch_init else 0.0))
+    attn_bias = cfg.bias and cfg.attention_bias
     for i in range(L):
         norm(f"h.{i}.ln_1")
         # torch: nn.MultiheadAttention's Xavier-uniform over its (3C, C) in-projection, zero biases
-        linear(f"h.{i}.attn.c_attn", C, 3 * C, 0.02, bound=math.sqrt(6 / (C + 3 * C)), bias_bound=0.0)
-        linear(f"h.{i}.attn.c_proj", C, C, proj_std, bias_bound=0.0)
+        linear(f"h.{i}.attn.c_attn", C, 3 * C, 0.02, bound=math.sqrt(6 / (C + 3 * C)), bias_bound=0.0,
+               bias=attn_bias)
+        linear(f"h.{i}.attn.c_proj", C, C, proj_std, bias_bound=0.0, bias=attn_bias)
         norm(f"h.{i}.ln_2")
         linear(f"h.{i}.mlp.c_fc", C, 4 * C, 0.02)
         linear(f"h.{i}.mlp.c_proj", 4 * C, C, proj_std)
@@ -173,7 +180,9 @@ class GPT:
 
 
 def _layer_norm(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
-    weight, bias = p[f"{prefix}.weight"], p.get(f"{prefix}.bias")
+    weight, bias = p.get(f"{prefix}.weight"), p.get(f"{prefix}.bias")
+    if weight is None:  # layer_norm off: the model has no LayerNorm (Nanda et al.'s)
+        return x
     if x.shape[0] == 1:  # one run: the fused affine kernel (one pass forward and backward)
         return F.layer_norm(x, x.shape[-1:], weight[0], None if bias is None else bias[0], eps=1e-5)
     # per-run gains: normalise without affine, then scale/shift with (E, 1, 1, C) broadcasts
@@ -239,6 +248,7 @@ def forward(
     x = F.embedding(idx + offsets, wte.reshape(E * V, C))  # (E, B, T, C)
     x = x + p["wpe"][:, None, :T, :]
     x = _dropout(x, dropout)
+    act = F.relu if cfg.activation == "relu" else F.gelu
     for i in range(cfg.n_layer):
         h = f"h.{i}"
         select = positions is not None and i == cfg.n_layer - 1
@@ -259,7 +269,7 @@ def forward(
         y = _attention(q, k, v, allowed, dropout)
         y = y.transpose(1, 2).reshape(E, B, Tq, C)
         x = x + _dropout(_linear(y, p, f"{h}.attn.c_proj"), dropout)
-        m = F.gelu(_linear(_layer_norm(x, p, f"{h}.ln_2"), p, f"{h}.mlp.c_fc"))
+        m = act(_linear(_layer_norm(x, p, f"{h}.ln_2"), p, f"{h}.mlp.c_fc"))
         x = x + _dropout(_linear(m, p, f"{h}.mlp.c_proj"), dropout)
     x = _layer_norm(x, p, "ln_f")
     Tx = x.shape[2]

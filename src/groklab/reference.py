@@ -1,5 +1,5 @@
-"""The plain baseline: a one-run nanoGPT-style GPT (nn.Linear, nn.LayerNorm, tied embedding) and its eager
-training step (`loss.backward()`, torch.optim.AdamW). Tests check the engine against it; benchmarks time it.
+"""The plain baseline: a one-run nanoGPT-style GPT (nn.Linear, nn.LayerNorm, tied embedding; or, as the
+config says, ReLU, no LayerNorm, no attention biases, a head of its own) and its eager training step (`loss.backward()`, torch.optim.AdamW). Tests check the engine against it; benchmarks time it.
 
 Shape legend: B batch, T time, C channels, V vocabulary.
 """
@@ -15,16 +15,22 @@ import torch.nn.functional as F
 from groklab.config import ModelConfig, OptimConfig
 
 
+def _norm(cfg: ModelConfig) -> nn.Module:
+    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias) if cfg.layer_norm else nn.Identity()
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         C = cfg.n_embd
         self.n_head = cfg.n_head
         self.norm_residual = cfg.norm_residual
-        self.ln_1 = nn.LayerNorm(C, bias=cfg.bias)
-        self.c_attn = nn.Linear(C, 3 * C, bias=cfg.bias)
-        self.attn_proj = nn.Linear(C, C, bias=cfg.bias)
-        self.ln_2 = nn.LayerNorm(C, bias=cfg.bias)
+        self.act = F.relu if cfg.activation == "relu" else F.gelu
+        attn_bias = cfg.bias and cfg.attention_bias
+        self.ln_1 = _norm(cfg)
+        self.c_attn = nn.Linear(C, 3 * C, bias=attn_bias)
+        self.attn_proj = nn.Linear(C, C, bias=attn_bias)
+        self.ln_2 = _norm(cfg)
         self.c_fc = nn.Linear(C, 4 * C, bias=cfg.bias)
         self.mlp_proj = nn.Linear(4 * C, C, bias=cfg.bias)
 
@@ -36,7 +42,7 @@ class Block(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
         x = x + self.attn_proj(y)
-        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+        return x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
 
 
 class ReferenceGPT(nn.Module):
@@ -46,7 +52,8 @@ class ReferenceGPT(nn.Module):
         self.wte = nn.Embedding(vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_f = _norm(cfg)
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.n_embd, vocab_size, bias=False)
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith("proj.weight") else 0.02
@@ -59,7 +66,8 @@ class ReferenceGPT(nn.Module):
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for block in self.h:
             x = block(x)
-        return self.ln_f(x) @ self.wte.weight.T  # tied output embedding
+        head = self.wte.weight if self.lm_head is None else self.lm_head.weight  # (V, C): tied, or its own
+        return self.ln_f(x) @ head.T
 
     # names as the group model stores them: linear weights there are (in, out)
     _RENAME = {"attn_proj": "attn.c_proj", "c_attn": "attn.c_attn", "c_fc": "mlp.c_fc", "mlp_proj": "mlp.c_proj"}
@@ -67,21 +75,26 @@ class ReferenceGPT(nn.Module):
     def _their_name(self, name: str) -> str:
         for ours, theirs in self._RENAME.items():
             name = name.replace(f".{ours}.", f".{theirs}.")
-        return name.removesuffix(".weight") if name in ("wte.weight", "wpe.weight") else name
+        return name.removesuffix(".weight") if name in ("wte.weight", "wpe.weight", "lm_head.weight") else name
+
+    @staticmethod
+    def _transposed(name: str, p: torch.Tensor) -> bool:
+        """Linear weights are (out, in) here and (in, out) in the group model."""
+        return p.dim() == 2 and (name.startswith("h.") or name.startswith("lm_head."))
 
     @torch.no_grad()
     def load_group_weights(self, state: dict[str, torch.Tensor]) -> None:
         """Copy one run's weights from GPT.member_state(e)."""
         for name, p in self.named_parameters():
             t = state[self._their_name(name)]
-            p.copy_(t.T if p.dim() == 2 and name.startswith("h.") else t)
+            p.copy_(t.T if self._transposed(name, p) else t)
 
     def group_grads(self) -> dict[str, torch.Tensor]:
         """This model's gradients, named and laid out as the group model's parameters."""
         out = {}
         for name, p in self.named_parameters():
             g = p.grad
-            out[self._their_name(name)] = g.T if p.dim() == 2 and name.startswith("h.") else g
+            out[self._their_name(name)] = g.T if self._transposed(name, p) else g
         return out
 
 

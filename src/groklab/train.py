@@ -90,7 +90,7 @@ def group_key(cfg: RunConfig, data: RunData) -> tuple:
     return (dataclasses.replace(cfg.model, block_size=data.block_size), data.tokenizer.vocab_size,
             o.grokfast, o.grokfast_window if o.grokfast == "ma" else None, t.max_steps,
             t.eval_points_per_decade, t.eval_interval, t.device, t.early_stop_evals, t.grok_threshold,
-            t.checkpoint_interval, t.cuda_graph, t.compile, t.resume)
+            t.checkpoint_interval, t.cuda_graph, t.compile, t.resume, t.snapshots_per_decade, t.snapshot_interval)
 
 
 def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
@@ -283,6 +283,8 @@ def train_group(g: OpenGroup) -> list[dict]:
         f"{len(members[0].data.splits['train']):,} train examples · device {device} · step: {g.path}")
 
     snapshots = set(eval_steps(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
+    if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
+        snapshots |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
     schedule = sorted(s for s in set(eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval))
                       | snapshots if s > start)
     from tqdm import tqdm
@@ -418,7 +420,8 @@ def _finish(m: Member, device: torch.device, wall: float, log: Callable[[str], N
     if m.cfg.train.plot and m.history:
         d = m.cfg.data
         what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
-        title = (f"{what} · {m.cfg.model.n_layer} layer(s), d={m.cfg.model.n_embd} · batch {m.cfg.train.batch_size}"
+        batch = f"batch {m.cfg.train.batch_size}" if m.cfg.train.batch_size else "full batch"
+        title = (f"{what} · {m.cfg.model.n_layer} layer(s), d={m.cfg.model.n_embd} · {batch}"
                  f" · lr {m.cfg.optim.learning_rate:g} · wd {m.cfg.optim.weight_decay:g} · seed {m.cfg.train.seed}")
         plot_curves(m.history, m.run_dir / CURVES_FILE, title,
                     {"memorised": summary["steps_to_memorise"], "grokked": summary["steps_to_grok"]})
