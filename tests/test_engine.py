@@ -192,9 +192,10 @@ def test_evaluate_counts_only_real_rows_and_whole_answers():
     wrong = right[0].clone()
     wrong[0, 5] = (wrong[0, 5] + 1) % V  # one wrong answer token in run 0, example 0
     st = stack([Examples(x, wrong), Examples(x[:4], right[1][:4])])
-    loss, acc = evaluate(model, st)
+    loss, acc, token_acc = evaluate(model, st)
     assert abs(float(acc[0]) - 0.9) < 1e-6
     assert float(acc[1]) == 1.0
+    assert float(token_acc[0]) == pytest.approx(29 / 30) and float(token_acc[1]) == 1.0  # 1 of 10 x 3 tokens wrong
     assert torch.all(loss > 0)
 
 

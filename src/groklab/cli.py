@@ -85,11 +85,16 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
             print(f"{s['run_dir']}: failed: {s['reason']}", file=sys.stderr)
             continue
         grok = s["steps_to_grok"]
-        status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None
-                  else f"did not grok (val acc never stayed ≥ {s['threshold']})")
         final = s["final"]
-        print(f"{s['run_dir']}: {status} · final train acc "
-              f"{final['train_acc']:.4f}, val acc {final['val_acc']:.4f} · {s['steps']:,} steps in "
+        if s.get("task") == "text":  # no held-out data: no grokking verdict (groklab.textrun)
+            from groklab.textrun import describe
+
+            status = describe(s)
+        else:
+            status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None
+                      else f"did not grok (val acc never stayed ≥ {s['threshold']})")
+            status += f" · final train acc {final['train_acc']:.4f}, val acc {final['val_acc']:.4f}"
+        print(f"{s['run_dir']}: {status} · {s['steps']:,} steps in "
               f"{s['wall_time_s']:.0f} s · curves: {Path(s['run_dir']) / 'curves.png'}")
     return 1 if any(s.get("status") == "failed" for s in summaries) else 0
 
@@ -127,7 +132,7 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
         r = evaluate_split(run, split.strip())
         print(json.dumps(r) if args.json else
               f"{r['run_dir']} (step {r['step']:,}) {r['split']}: exact-match accuracy {r['accuracy']:.4f} "
-              f"on {r['examples']:,} examples, loss {r['loss']:.4f}")
+              f"(per token {r['token_accuracy']:.4f}) on {r['examples']:,} examples, loss {r['loss']:.4f}")
     return 0
 
 

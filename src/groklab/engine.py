@@ -397,12 +397,14 @@ class Engine:
 
 
 @torch.no_grad()
-def evaluate(model: GPT, split: Stacked, max_tokens: int = 1 << 17) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean answer-token loss and exact-match accuracy (every answer token right) of each run on its whole
-    split -> (loss (E,), accuracy (E,)), on the device.
+def evaluate(model: GPT, split: Stacked, max_tokens: int = 1 << 17) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean answer-token loss, exact-match accuracy (every answer token right) and per-token accuracy (the
+    share of scored answer tokens right) of each run on its whole split -> (loss, accuracy, token accuracy),
+    each (E,), on the device.
 
     Teacher-forced argmax over the answer equals greedy generation of it exactly when every answer token is
-    right, so this is the exact match of greedy decoding, in one forward pass.
+    right, so exact match is that of greedy decoding, in one forward pass; per-token accuracy counts each
+    token on its own (what character-level results are often quoted as).
     """
     was_training = model.training
     model.training = False
@@ -413,6 +415,7 @@ def evaluate(model: GPT, split: Stacked, max_tokens: int = 1 << 17) -> tuple[tor
     loss_sum = torch.zeros(E, device=dev)
     tokens = torch.zeros(E, device=dev)
     correct = torch.zeros(E, device=dev)
+    right_tokens = torch.zeros(E, device=dev)
     for start in range(0, n_max, chunk):
         x, y = split.inputs[:, start : start + chunk], split.answers[:, start : start + chunk]
         pos = None if split.positions is None else split.positions[:, start : start + chunk]
@@ -423,6 +426,8 @@ def evaluate(model: GPT, split: Stacked, max_tokens: int = 1 << 17) -> tuple[tor
         s, c = member_losses(logits, y)
         loss_sum += s
         tokens += c
-        correct += (((logits.argmax(-1) == y) | (y < 0)).all(-1) & real).sum(1)
+        hit = logits.argmax(-1) == y  # (E, b, K); False where y is -1
+        correct += (((hit | (y < 0)).all(-1)) & real).sum(1)
+        right_tokens += hit.sum((1, 2))
     model.training = was_training
-    return loss_sum / tokens.clamp(min=1), correct / split.counts.clamp(min=1)
+    return loss_sum / tokens.clamp(min=1), correct / split.counts.clamp(min=1), right_tokens / tokens.clamp(min=1)

@@ -26,6 +26,14 @@ MARK_STYLES = {"memorised": ":", "grokked": "--"}
 STEP_LABEL = "optimizer steps (log scale)"
 LOSS_LABEL = "cross-entropy loss (nats per answer token, log scale)"
 ACC_LABEL = "exact-match accuracy (fraction right)"
+# a run that memorises a text: the loss is on every token, and exact match over windows is not its measure
+TEXT_LOSS_LABEL = "cross-entropy loss (nats per token, log scale)"
+TEXT_ACC_LABEL = "per-token accuracy (teacher-forced, fraction right)"
+
+
+def _measure(text: bool) -> tuple[str, str, str]:
+    """(loss label, accuracy label, accuracy key suffix) of an equation run or of a text run."""
+    return (TEXT_LOSS_LABEL, TEXT_ACC_LABEL, "token_acc") if text else (LOSS_LABEL, ACC_LABEL, "acc")
 LOSS_FLOOR = 1e-7  # where a loss of exactly 0 is drawn on the log axis
 DPI = 110
 MAX_BANDS = 4  # settings compared in one panel with their bands; more are drawn as lines only
@@ -98,11 +106,12 @@ def _log_ticks(axis, span: tuple[float, float]) -> None:
     axis.set_minor_formatter(FuncFormatter(label) if lo > 0 and hi / lo < 30 else NullFormatter())
 
 
-def _dress(ax_loss, ax_acc, floored: bool) -> None:
+def _dress(ax_loss, ax_acc, floored: bool, text: bool = False) -> None:
     """Scales, labels and grid of a (loss, accuracy) pair of panels (after the curves are drawn)."""
+    loss_label, acc_label, _ = _measure(text)
     ax_loss.set_yscale("log")
-    ax_loss.set_ylabel(LOSS_LABEL)
-    ax_acc.set_ylabel(ACC_LABEL)
+    ax_loss.set_ylabel(loss_label)
+    ax_acc.set_ylabel(acc_label)
     ax_acc.set_ylim(-0.02, 1.02)
     for ax in (ax_loss, ax_acc):
         ax.set_xscale("log")
@@ -115,31 +124,34 @@ def _dress(ax_loss, ax_acc, floored: bool) -> None:
                          fontsize=7, color="0.3")
 
 
-def _splits(histories: Sequence[Sequence[dict]]) -> list[str]:
+def _splits(histories: Sequence[Sequence[dict]], acc: str = "acc") -> list[str]:
     """The splits that have values in any of these histories (test may be absent)."""
-    return [s for s in COLORS if any(h.get(f"{s}_acc") is not None for rows in histories for h in rows)]
+    return [s for s in COLORS if any(h.get(f"{s}_{acc}") is not None for rows in histories for h in rows)]
 
 
 @one_at_a_time
 def plot_curves(history: Sequence[dict], path: str | Path | None, title: str, marks: dict[str, int | None],
-                dpi: int = DPI) -> Path | bytes:
-    """One run: loss and accuracy of each split, with vertical lines at the marked steps."""
+                dpi: int = DPI, text: bool = False) -> Path | bytes:
+    """One run: loss and accuracy of each split, with vertical lines at the marked steps. `text`: a run that
+    memorised a text (loss per token, per-token accuracy)."""
     plt = pyplot()
+    acc = _measure(text)[2]
     rows = [h for h in history if h["step"] > 0]
     steps = [h["step"] for h in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     floored = False
-    for split in _splits([rows]):
+    for split in _splits([rows], acc):
         style = {"color": COLORS[split], "linestyle": STYLES[split], "label": split}
         losses, f = _floored([h[f"{split}_loss"] for h in rows])
         floored |= f
         ax_loss.plot(steps, losses, **style)
-        ax_acc.plot(steps, [math.nan if h[f"{split}_acc"] is None else h[f"{split}_acc"] for h in rows], **style)
+        ax_acc.plot(steps, [math.nan if h.get(f"{split}_{acc}") is None else h[f"{split}_{acc}"] for h in rows],
+                    **style)
     shown = [(label, step) for label, step in marks.items() if step]
     for label, step in shown:
         for ax in (ax_loss, ax_acc):
             ax.axvline(step, color="0.35", linestyle=MARK_STYLES.get(label, "-."), linewidth=1)
-    _dress(ax_loss, ax_acc, floored)
+    _dress(ax_loss, ax_acc, floored, text)
     lo, hi = (math.log(x) for x in ax_acc.get_xlim())
     for label, step in shown:  # written beside its line, on the side with room
         left = hi > lo and (math.log(step) - lo) / (hi - lo) > 0.7
@@ -173,7 +185,7 @@ def _median(values: Sequence[float]) -> float:
 
 @one_at_a_time
 def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int | None]], path: str | Path | None,
-              title: str, dpi: int = DPI) -> Path | bytes:
+              title: str, dpi: int = DPI, text: bool = False) -> Path | bytes:
     """Several runs of one setting (seeds): each split's mean with a min–max band; below the accuracy panel
     a strip with each run's steps-to-memorise and steps-to-grok, and their medians as lines on the curves."""
     plt = pyplot()
@@ -184,9 +196,10 @@ def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int
     ax_marks = fig.add_subplot(grid[1, 1], sharex=ax_acc)
     floored = False
     n_runs = len(histories)
-    for split in _splits(histories):
+    acc = _measure(text)[2]
+    for split in _splits(histories, acc):
         color = COLORS[split]
-        for ax, key in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_acc")):
+        for ax, key in ((ax_loss, f"{split}_loss"), (ax_acc, f"{split}_{acc}")):
             steps, mean, lo, hi, n = band_stats(histories, key)
             if ax is ax_loss:
                 (mean, f1), (lo, f2), (hi, f3) = _floored(mean), _floored(lo), _floored(hi)
@@ -209,11 +222,13 @@ def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int
                 ax.axvline(med, color="0.35", linestyle=MARK_STYLES[label], linewidth=1,
                            label=f"{label}: median {med:,.0f}" if ax is ax_acc else None)
         counts[label] = f"{label} ({len(steps)}/{n_runs})"
+    if text:
+        counts["grokked"] = "no verdict (a text)"
     ax_marks.set_yticks([0, 1], [counts["grokked"], counts["memorised"]], fontsize=8)
     ax_marks.set_ylim(-0.6, 1.6)
     ax_marks.set_xlabel(STEP_LABEL)
     ax_marks.grid(True, axis="x", which="major", alpha=0.3)
-    _dress(ax_loss, ax_acc, floored)
+    _dress(ax_loss, ax_acc, floored, text)
     ax_acc.set_xlabel("")
     ax_acc.tick_params(labelbottom=False)
     ax_loss.legend(loc="best", fontsize=8)
@@ -229,7 +244,7 @@ def compare_bands(series: Sequence[tuple[str, Sequence[Sequence[dict]]]]) -> boo
 
 @one_at_a_time
 def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: str, path: str | Path | None,
-                 title: str, dpi: int = DPI) -> Path | bytes:
+                 title: str, dpi: int = DPI, text: bool = False) -> Path | bytes:
     """One metric (e.g. val_acc) of several settings in one panel: each setting's mean over its runs, with
     its min–max band when there are few settings (more bands than that hide each other); colours and dash
     patterns both differ, so settings stay apart in greyscale."""
@@ -249,16 +264,17 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
             ax.fill_between(steps, lo, hi, color=color, alpha=0.15, linewidth=0)
         ax.plot(steps, mean, color=color, linestyle=style, label=label)
     split = key.split("_", 1)[0]
+    loss_label = _measure(text)[0]
     ax.set_xscale("log")
     ax.set_xlabel(STEP_LABEL)
     _log_ticks(ax.xaxis, ax.get_xlim())
     if loss:
         ax.set_yscale("log")
-        ax.set_ylabel(f"{split} {LOSS_LABEL}")
+        ax.set_ylabel(f"{split} {loss_label}")
         _log_ticks(ax.yaxis, ax.get_ylim())
     else:
         ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel(f"{split} {ACC_LABEL}")
+        ax.set_ylabel(f"{split} {TEXT_ACC_LABEL if key.endswith('token_acc') else ACC_LABEL}")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8,
               title="mean over seeds" + ("; band min–max" if bands else ""))

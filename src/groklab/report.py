@@ -35,7 +35,8 @@ REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 FILES_DIR = "report_files"
 SEED_AXIS = "seed"
-METRIC_KEYS = ("step", "elapsed_s", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+METRIC_KEYS = ("step", "elapsed_s", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+               "train_token_acc", "val_token_acc", "test_token_acc")
 MAX_COMPARED = len(plots.SERIES_COLORS) * 2  # more settings than this in one panel is a tangle
 SEED_FIGURE_DPI = 80  # each seed's own curves: one click away, smaller
 
@@ -110,9 +111,16 @@ class Run:
         return self.row["status"]
 
     @property
+    def is_text(self) -> bool:
+        """A run that memorised a text (no held-out data: no grokking verdict, loss on every token)."""
+        return self.row.get("text_file") is not None
+
+    @property
     def marks(self) -> dict[str, int | None]:
-        """The steps marked on its curves; a failed run's failure too."""
+        """The steps marked on its curves; a failed run's failure too; a text run has no "grokked"."""
         marks = {"memorised": self.row["steps_to_memorise"], "grokked": self.row["steps_to_grok"]}
+        if self.is_text:
+            del marks["grokked"]
         if self.status == "failed":
             marks["failed"] = self.row.get("failed_step")
         return marks
@@ -291,7 +299,7 @@ def seed_table(cond_axes: Sequence[str], conditions: dict[tuple, list[Run]]) -> 
     """Each run's final numbers and grokking steps, and per setting with several finished runs a
     mean ± std row (over the finished runs)."""
     header = [*cond_axes, "seed", "status", "final train loss", "final train acc", "final val acc",
-              "final test acc", "steps to memorise", "steps to grok", "wall time"]
+              "final test acc", "final val token acc", "steps to memorise", "steps to grok", "wall time"]
     rows: list[list[str]] = []
     strong: set[int] = set()
     for key, runs in conditions.items():
@@ -300,8 +308,9 @@ def seed_table(cond_axes: Sequence[str], conditions: dict[tuple, list[Run]]) -> 
             done = r.status == "done"
             rows.append([*values, str(r.row["seed"]), _status_text(r), num(r.row["final_train_loss"]),
                          pct(r.row["final_train_acc"]), pct(r.row["final_val_acc"]), pct(r.row["final_test_acc"]),
+                         pct(r.row.get("final_val_token_acc")),
                          steps(r.row["steps_to_memorise"], "not memorised") if done else MISSING,
-                         steps(r.row["steps_to_grok"]) if done else MISSING, seconds(r.wall_time)])
+                         _grok_cell(r) if done else MISSING, seconds(r.wall_time)])
         done = [r for r in runs if r.status == "done"]
         if len(done) > 1:
             grokked = [r.row["steps_to_grok"] for r in done if r.row["steps_to_grok"] is not None]
@@ -312,9 +321,18 @@ def seed_table(cond_axes: Sequence[str], conditions: dict[tuple, list[Run]]) -> 
                          mean_std([r.row["final_train_acc"] for r in done], pct),
                          mean_std([r.row["final_val_acc"] for r in done], pct),
                          mean_std([r.row["final_test_acc"] for r in done], pct),
-                         _reached(memorised, len(done)), _reached(grokked, len(done)),
+                         mean_std([r.row.get("final_val_token_acc") for r in done], pct),
+                         _reached(memorised, len(done)),
+                         TEXT_GROK if all(r.is_text for r in done) else _reached(grokked, len(done)),
                          mean_std([r.wall_time for r in done], seconds)])
     return Table(header, rows, strong, kind="seeds")
+
+
+TEXT_GROK = "n/a (a text)"  # a text to memorise has no held-out part: no grokking verdict
+
+
+def _grok_cell(r: Run) -> str:
+    return TEXT_GROK if r.is_text else steps(r.row["steps_to_grok"])
 
 
 def _reached(values: Sequence[int], n: int) -> str:
@@ -332,18 +350,21 @@ def _experiment(exp: dict, runs: list[Run], figure: Callable[..., Figure], singl
     for r in runs:
         conditions.setdefault(tuple(r.params.get(a) for a in cond_axes), []).append(r)
     counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "partial", "pending")}
+    text = all(r.is_text for r in runs)  # texts memorised: no held-out data, so no grokking verdict or heatmap
     blocks.append(Para(f"{len(runs)} run(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
                        + (f" · axes: {', '.join(exp['axes'])}" if exp["axes"] else "")
-                       + f" · grokked means val accuracy ≥ {runs[0].row['grok_threshold']:g} from then on; "
-                         f"memorised means train accuracy ≥ {runs[0].row['grok_threshold']:g} from then on."))
-    blocks += _heatmaps(exp, runs, figure)
+                       + (" · a text to memorise: loss and per-token accuracy on every token; no grokking verdict "
+                          "(its val split is the text itself)" if text else
+                          f" · grokked means val accuracy ≥ {runs[0].row['grok_threshold']:g} from then on")
+                       + f"; memorised means train accuracy ≥ {runs[0].row['grok_threshold']:g} from then on."))
+    blocks += [] if text else _heatmaps(exp, runs, figure)
 
     curved = {k: [r for r in v if r.history] for k, v in conditions.items()}
     if 2 <= len([k for k, v in curved.items() if v]) <= MAX_COMPARED:
         series = [(_condition_label(cond_axes, k), [r.history for r in v]) for k, v in curved.items() if v]
         bands = plots.compare_bands(series)
         blocks.append(figure(f"compare {name}", lambda: plots.plot_compare(
-            series, "val_acc", None, f"{name}: val accuracy by setting"),
+            series, "val_token_acc" if text else "val_acc", None, f"{name}: val accuracy by setting", text=text),
             "Validation accuracy of each setting: the mean over its seeds"
             + (", with a min–max band." if bands else " (the bands of each setting are in its own figure below)."),
             f"validation accuracy of each setting of {name}"))
@@ -354,7 +375,7 @@ def _experiment(exp: dict, runs: list[Run], figure: Callable[..., Figure], singl
         if len(cond) == 1:
             r = cond[0]
             blocks.append(figure(f"curves {r.run_id}", lambda r=r: plots.plot_curves(
-                r.history, None, f"{r.run_id} · seed {r.row['seed']}", r.marks),
+                r.history, None, f"{r.run_id} · seed {r.row['seed']}", r.marks, text=r.is_text),
                 (f"{label} · " if label else "") + f"seed {r.row['seed']} ({_status_text(r)}): loss and accuracy "
                 "of each split; vertical lines at steps-to-memorise (dotted), steps-to-grok (dashed)"
                 + (" and the failure (dash-dot)." if r.status == "failed" else "."), f"curves of {r.run_id}"))
@@ -363,13 +384,14 @@ def _experiment(exp: dict, runs: list[Run], figure: Callable[..., Figure], singl
         label = label or "all seeds"
         title = f"{name}: {label} · {len(cond)} runs (seeds {seeds_text})"
         blocks.append(figure(f"band {name} {label}", lambda cond=cond, title=title: plots.plot_band(
-            [r.history for r in cond], [r.marks for r in cond], None, title),
+            [r.history for r in cond], [r.marks for r in cond], None, title, text=text),
             f"{label}: the mean over {len(cond)} runs (seeds {seeds_text}) with a min–max band; the strip "
             "below marks each run's steps-to-memorise (▲) and steps-to-grok (◆); grey lines: their medians.",
             f"mean and band of {label}"))
         blocks.append(Details(f"Each seed of {label} ({len(cond)} figures)", [
             figure(f"seed {r.run_id}", lambda r=r: plots.plot_curves(
-                r.history, None, f"{r.run_id} · seed {r.row['seed']}", r.marks, dpi=SEED_FIGURE_DPI),
+                r.history, None, f"{r.run_id} · seed {r.row['seed']}", r.marks, dpi=SEED_FIGURE_DPI,
+                text=r.is_text),
                 f"seed {r.row['seed']} ({_status_text(r)})", f"curves of {r.run_id}")
             for r in cond]))
     blocks.append(seed_table(cond_axes, conditions))

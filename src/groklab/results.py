@@ -27,7 +27,8 @@ from groklab.train import FAILED_FILE, METRICS_FILE, SUMMARY_FILE
 RESULTS_DIR = "results"
 RUNS_FILE = "runs.parquet"
 EVALS_FILE = "evals.parquet"
-FINAL_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+FINAL_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+              "train_token_acc", "val_token_acc", "test_token_acc")  # token acc: None in runs from before it
 SUMMARY_KEYS = ("threshold", "steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio",
                 "best_val_acc", "steps", "wall_time_s", "device")
 

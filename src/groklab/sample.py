@@ -173,8 +173,9 @@ def evaluate_split(run: LoadedRun, split: str) -> dict:
     examples = data.scored.get(split)
     if examples is None or len(examples) == 0:
         raise GroklabError(f"{run.run_dir}: the run has no {split!r} split")
-    loss, acc = evaluate(run.model, stack([examples], mcfg.block_size))
-    return {"split": split, "examples": len(examples), "accuracy": float(acc[0]), "loss": float(loss[0]),
+    loss, acc, token_acc = evaluate(run.model, stack([examples], mcfg.block_size))
+    return {"split": split, "examples": len(examples), "accuracy": float(acc[0]),
+            "token_accuracy": float(token_acc[0]), "loss": float(loss[0]),
             "step": run.step, "run_dir": str(run.run_dir)}
 
 

@@ -33,6 +33,7 @@ from groklab.metrics import grokking_summary
 from groklab.model import GPT
 from groklab.plots import plot_curves
 from groklab.tb import TensorBoard
+from groklab.textrun import greedy_reconstructions, text_summary
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -334,7 +335,9 @@ def train_group(g: OpenGroup) -> list[dict]:
         tb.close()
     if on_steps is not None and step < tcfg.max_steps:
         on_steps(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
-    return [m.failed if m.failed else _finish(m, device, time.time() - t0, log) for m in members]
+    texts = [m.data.text if not m.failed else None for m in members]
+    recon = greedy_reconstructions(model, [m.data.tokenizer for m in members], texts) if any(texts) else texts
+    return [m.failed if m.failed else _finish(m, device, time.time() - t0, log, r) for m, r in zip(members, recon)]
 
 
 def _note_resume(run_dir: Path, step: int) -> None:
@@ -365,7 +368,7 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
                   log: Callable[[str], None] | None) -> None:
     """Evaluate every run; a run whose weights or losses are no longer finite is marked failed here."""
     results = {split: evaluate(model, stacked) for split, stacked in eval_sets.items()}
-    results = {s: (loss.tolist(), acc.tolist()) for s, (loss, acc) in results.items()}  # host sync
+    results = {s: tuple(t.tolist() for t in r) for s, r in results.items()}  # host sync
     finite_weights = torch.isfinite(model.flat).all(dim=1).tolist()  # host sync
     for e, m in enumerate(members):
         if m.failed:
@@ -375,6 +378,7 @@ def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: 
             has = split in results and len(m.data.scored[split]) > 0
             row[f"{split}_loss"] = results[split][0][e] if has else None
             row[f"{split}_acc"] = results[split][1][e] if has else None
+            row[f"{split}_token_acc"] = results[split][2][e] if has else None
         bad = [k for k, v in row.items() if k.endswith("_loss") and v is not None and not math.isfinite(v)]
         if bad or not finite_weights[e]:
             what = "weights" if not finite_weights[e] else bad[0].replace("_", " ")
@@ -412,8 +416,11 @@ def _emit(line: str, bar, log: Callable[[str], None] | None) -> None:
         bar.write(line, file=sys.stderr)
 
 
-def _finish(m: Member, device: torch.device, wall: float, log: Callable[[str], None]) -> dict:
+def _finish(m: Member, device: torch.device, wall: float, log: Callable[[str], None],
+            reconstruction: dict | None = None) -> dict:
     summary = grokking_summary(m.history, m.cfg.train.grok_threshold)
+    if reconstruction is not None:  # a text to memorise: its own measures, no grokking verdict
+        summary.update(text_summary(reconstruction))
     summary.update({"status": "done", "run_dir": str(m.run_dir), "steps": m.history[-1]["step"] if m.history else 0,
                     "wall_time_s": round(wall, 2), "device": str(device)})
     write_json(m.run_dir / SUMMARY_FILE, summary)
@@ -423,6 +430,7 @@ def _finish(m: Member, device: torch.device, wall: float, log: Callable[[str], N
         batch = f"batch {m.cfg.train.batch_size}" if m.cfg.train.batch_size else "full batch"
         title = (f"{what} · {m.cfg.model.n_layer} layer(s), d={m.cfg.model.n_embd} · {batch}"
                  f" · lr {m.cfg.optim.learning_rate:g} · wd {m.cfg.optim.weight_decay:g} · seed {m.cfg.train.seed}")
-        plot_curves(m.history, m.run_dir / CURVES_FILE, title,
-                    {"memorised": summary["steps_to_memorise"], "grokked": summary["steps_to_grok"]})
+        text = reconstruction is not None
+        marks = {"memorised": summary["steps_to_memorise"]} | ({} if text else {"grokked": summary["steps_to_grok"]})
+        plot_curves(m.history, m.run_dir / CURVES_FILE, title, marks, text=text)
     return summary
