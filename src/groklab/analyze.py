@@ -1,27 +1,28 @@
 """`groklab analyze RUN`: progress measures of what a model learned (Nanda et al. 2023, "Progress measures for
-grokking via mechanistic interpretability").
+grokking via mechanistic interpretability"), for whichever measures apply to the run's operations
+(`groklab.progress` says which and why):
 
-- The Fourier spectrum of the token embeddings over the numbers 0..p-1: a model that grokked modular
-  arithmetic uses a few key frequencies k (w_k = 2*pi*k/p) and ignores the rest.
-- The total weight norm over training (weight decay shrinks it as the memorising solution is replaced).
-- For modular addition, the restricted and excluded loss on the train split: the loss with the logits kept
-  to, or stripped of, their components along cos(w_k (a + b - c)) for the key frequencies. Excluded loss
-  rising while train loss stays low shows the generalising circuit forming before test accuracy moves.
+- the total weight norm over training (every operation: weight decay shrinks it as the memorising solution is
+  replaced);
+- for `+` and `-` over Z_p, and for `*` and `/` over the discrete logarithms (p prime): the Fourier spectrum of
+  the number embeddings with the key frequencies it uses, their share of the embedding over training, and the
+  restricted and excluded loss on the train split;
+- for the other operations (polynomials, permutations): the weight norm only, and a line saying so.
 
-Over training: from the weight snapshots the run kept (`--snapshots_per_decade`), and the final weights.
-It needs one token per number (`--tokenizer number`): with characters there is no embedding per number.
+Over training: from the weight snapshots the run kept (`--snapshots_per_decade`, `--snapshot_interval`), and
+the final weights. It needs one token per number (`--tokenizer number`): with characters there is no
+embedding per number.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from groklab import checkpoint as ckpt
 from groklab.config import RunConfig
@@ -29,66 +30,35 @@ from groklab.data import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
 from groklab.model import GPT
+from groklab.ops import OPERATIONS
 from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, one_at_a_time, pyplot, save_figure
+from groklab.progress import (MAX_ELEMENTS, Basis, fourier_norms, key_frequencies, key_share, measures_for,
+                              restricted_excluded_loss, spectrum)
 from groklab.tokenizer import NumberTokenizer, load_tokenizer
 
 SNAPSHOT_DIR = "snapshots"
 ANALYSIS_FILE = "analysis.json"
+__all__ = ["analyze", "fourier_norms", "key_frequencies", "restricted_excluded"]
 
 
-def fourier_norms(emb: torch.Tensor) -> torch.Tensor:
-    """Embeddings (p, d) of the numbers 0..p-1 -> the norm of each frequency k = 0..p//2 of the discrete
-    Fourier transform along the number axis (cosine and sine parts together)."""
-    return torch.fft.rfft(emb.double(), dim=0).abs().pow(2).sum(1).sqrt().float()
+def restricted_excluded(logits: torch.Tensor, keys: list[int], pairs: torch.Tensor, symbol: str = "+") -> dict[str, float]:
+    """Logits (p, p, p) over [a, b, c]; `pairs` (n, 2) the (a, b) of the train split: full, restricted and
+    excluded loss (groklab.progress.restricted_excluded_loss on a tensor already in memory)."""
+    return restricted_excluded_loss(lambda pr: logits[pr[:, 0], pr[:, 1]], symbol, logits.shape[-1], keys, pairs)
 
 
-def key_frequencies(norms: torch.Tensor, max_keys: int = 8) -> list[int]:
-    """The frequencies (k >= 1) that stand out, strongest first: at least a quarter of the strongest one's
-    norm and three times the median (the noise floor of the unused frequencies); at most `max_keys`."""
-    rest = norms[1:]
-    cut = max(0.25 * float(rest.max()), 3 * float(rest.median()))
-    order = torch.argsort(rest, descending=True)
-    keys = [int(i) + 1 for i in order if rest[i] >= cut][:max_keys]
-    return keys or [int(order[0]) + 1]
+def logits_of(model: GPT, tok: NumberTokenizer, symbol: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """pairs (n, 2) -> (n, p): the logits over the numbers c at the '=' of 'a<op>b=' (the last block computes
+    that one position only)."""
+    sym, eq = tok.encode(symbol)[0], tok.encode("=")[0]
 
+    @torch.no_grad()
+    def fn(pairs: torch.Tensor) -> torch.Tensor:
+        n = len(pairs)
+        ids = torch.stack([pairs[:, 0], torch.full((n,), sym), pairs[:, 1], torch.full((n,), eq)], dim=1)
+        return model(ids[None], torch.full((1, n, 1), 3))[0, :, 0, : tok.p]
 
-def _cos_directions(p: int, keys: list[int]) -> torch.Tensor:
-    """(K, p, p, p) unit vectors over c of cos(w_k (a + b - c)), for each (a, b)."""
-    n = torch.arange(p, dtype=torch.float64)
-    s = (n[:, None] + n[None, :])[..., None]  # a + b
-    w = torch.tensor([2 * math.pi * k / p for k in keys], dtype=torch.float64)[:, None, None, None]
-    u = torch.cos(w * (s[None] - n[None, None, None, :]))
-    return u / u.norm(dim=-1, keepdim=True)
-
-
-def restricted_excluded(logits: torch.Tensor, keys: list[int], pairs: torch.Tensor) -> dict[str, float]:
-    """Logits (p, p, p) over [a, b, c] for addition mod p; `pairs` (n, 2) the (a, b) of the train split.
-    Full, restricted (constant + key cos(w_k (a+b-c)) components only) and excluded (those removed) loss."""
-    p = logits.shape[0]
-    x = logits.double()
-    u = _cos_directions(p, keys)
-    coef = (x[None] * u).sum(-1, keepdim=True)  # (K, p, p, 1)
-    along = (coef * u).sum(0)  # the key-frequency part of each logit vector
-    restricted = x.mean(-1, keepdim=True) + along
-    excluded = x - along
-    a, b = pairs[:, 0], pairs[:, 1]
-    target = (a + b) % p
-
-    def loss(z: torch.Tensor) -> float:
-        return float(F.cross_entropy(z[a, b], target))
-
-    return {"loss": loss(x), "restricted_loss": loss(restricted), "excluded_loss": loss(excluded)}
-
-
-@torch.no_grad()
-def answer_logits(model: GPT, tok: NumberTokenizer, symbol: str) -> torch.Tensor:
-    """(p, p, p): the logits over the numbers c at the '=' of every equation 'a<op>b=' (a, b < p)."""
-    p = tok.p
-    ids = torch.tensor([tok.encode(f"{a}{symbol}{b}=") for a in range(p) for b in range(p)])
-    out = []
-    for chunk in ids.split(4096):
-        out.append(model(chunk[None])[0, :, -1, :p])
-    return torch.cat(out).view(p, p, p)
+    return fn
 
 
 def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
@@ -111,8 +81,13 @@ def _train_pairs(run_dir: Path, symbol: str) -> torch.Tensor:
     return torch.tensor([(a, b) for a, op, b, _ in equations if op == symbol], dtype=torch.long).view(-1, 2)
 
 
-def analyze(path: str | Path) -> dict:
-    """Compute the measures over the run's snapshots, write analysis.json and the plots beside the run."""
+def _loss_key(symbol: str, name: str, several: bool) -> str:
+    return f"{OPERATIONS[symbol].name}_{name}" if several else name
+
+
+def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS) -> dict:
+    """Compute the measures that apply over the run's snapshots, write analysis.json and the plots beside the
+    run. `max_elements` bounds the largest tensor the restricted/excluded loss makes (memory, not p^3)."""
     run_dir = ckpt.find_run_dir(path)
     cfg = RunConfig.from_dict(ckpt.read_json(run_dir / ckpt.CONFIG_FILE)["config"])
     tok = load_tokenizer(run_dir / "vocab.json")
@@ -124,8 +99,13 @@ def analyze(path: str | Path) -> dict:
     snaps = _snapshots(run_dir)
     if not snaps:
         raise GroklabError(f"{run_dir}: no weights to analyse")
-    addition = ops == ["+"]
-    pairs = _train_pairs(run_dir, "+") if addition else None
+    measured = {s: measures_for(s, p) for s in ops}
+    bases: dict[str, Basis] = {}
+    for basis, _ in measured.values():
+        if basis is not None:
+            bases.setdefault(basis.name, basis)
+    fourier_ops = [s for s in ops if measured[s][0] is not None]
+    pairs = {s: _train_pairs(run_dir, s) for s in fourier_ops}
 
     def load(path: Path) -> tuple[GPT, dict[str, torch.Tensor]]:
         weights, _ = ckpt.load_weights(path)
@@ -135,20 +115,33 @@ def analyze(path: str | Path) -> dict:
         return model, weights
 
     _, final_weights = load(snaps[-1][1])
-    norms = fourier_norms(final_weights["wte"][:p])
-    keys = key_frequencies(norms)
+    spectra = {name: spectrum(final_weights["wte"][:p], b) for name, b in bases.items()}
+    keys = {name: key_frequencies(norms) for name, norms in spectra.items()}
+    primary = next(iter(bases), None)
     rows = []
     for step, snap in snaps:
         model, weights = load(snap)
         row = {"step": step, "weight_norm": float(torch.sqrt(sum((w.double() ** 2).sum() for w in weights.values())))}
-        spectrum = fourier_norms(weights["wte"][:p])
-        row["key_frequency_share"] = float(spectrum[keys].pow(2).sum() / spectrum[1:].pow(2).sum())
-        if addition and len(pairs):
-            row.update(restricted_excluded(answer_logits(model, tok, "+"), keys, pairs))
+        for name, b in bases.items():
+            norms = spectrum(weights["wte"][:p], b)
+            row["key_frequency_share" if name == primary else f"key_frequency_share_{name}"] = key_share(norms, keys[name])
+            if name == primary:
+                row["fourier_norms"] = [round(float(x), 5) for x in norms]
+        for s in fourier_ops:
+            if len(pairs[s]):
+                losses = restricted_excluded_loss(logits_of(model, tok, s), s, p, keys[measured[s][0].name],
+                                                  pairs[s], max_elements)
+                row.update({_loss_key(s, k, len(fourier_ops) > 1): v for k, v in losses.items() if k != "pairs"})
         rows.append(row)
-    result = {"run_dir": str(run_dir), "p": p, "operations": ops, "key_frequencies": keys,
-              "fourier_norms": [round(float(x), 6) for x in norms], "over_training": rows,
-              "restricted_excluded": "computed" if addition else "only for modular addition ('+')"}
+    result = {"run_dir": str(run_dir), "p": p, "operations": ops, "measures": [line for _, line in measured.values()],
+              "basis": primary, "key_frequencies": keys.get(primary, []),
+              "fourier_norms": [round(float(x), 6) for x in spectra[primary]] if primary else [],
+              "bases": {name: {"describe": b.describe(), "order": b.order, "generator": b.generator,
+                               "key_frequencies": keys[name], "fourier_norms": [round(float(x), 6) for x in spectra[name]]}
+                        for name, b in bases.items()},
+              "over_training": rows,
+              "restricted_excluded": ("computed for " + ", ".join(OPERATIONS[s].label() for s in fourier_ops)
+                                      if fourier_ops else "not defined for " + ", ".join(OPERATIONS[s].label() for s in ops))}
     write_json(run_dir / ANALYSIS_FILE, result)
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").exists() else []
@@ -159,16 +152,18 @@ def analyze(path: str | Path) -> dict:
 @one_at_a_time
 def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     plt = pyplot()
+    out = []
     norms, keys = result["fourier_norms"], result["key_frequencies"]
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    colors = [PALETTE[1] if k in keys else PALETTE[0] for k in range(len(norms))]
-    ax.bar(range(1, len(norms)), norms[1:], color=colors[1:], width=0.8)
-    ax.set_xlabel(f"frequency k (w = 2πk/{result['p']})")
-    ax.set_ylabel("embedding norm at k")
-    ax.set_title("Fourier spectrum of the number embeddings (key frequencies highlighted: "
-                 + ", ".join(map(str, keys)) + ")", fontsize=9)
-    fig.tight_layout()
-    spectrum = save_figure(fig, run_dir / "analysis_fourier.png", dpi=120)
+    if norms:
+        fig, ax = plt.subplots(figsize=(8, 3.2))
+        colors = [PALETTE[1] if k in keys else PALETTE[0] for k in range(len(norms))]
+        ax.bar(range(1, len(norms)), norms[1:], color=colors[1:], width=0.8)
+        ax.set_xlabel(f"frequency k over {result['bases'][result['basis']]['describe']}")
+        ax.set_ylabel("embedding norm at k")
+        ax.set_title("Fourier spectrum of the number embeddings (key frequencies highlighted: "
+                     + ", ".join(map(str, keys)) + ")", fontsize=9)
+        fig.tight_layout()
+        out.append(save_figure(fig, run_dir / "analysis_fourier.png", dpi=120))
 
     rows = result["over_training"]
     steps = [r["step"] for r in rows]
@@ -179,22 +174,27 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
         key = "test_loss" if test and test[0].get("test_loss") is not None else "val_loss"
         top.plot([m["step"] for m in test], [m[key] for m in test], color=PALETTE[1], ls="--",
                  label=key.replace("_", " "))
-    if rows and "restricted_loss" in rows[0]:
-        top.plot(steps, [r["restricted_loss"] for r in rows], "o-", color=PALETTE[2], label="restricted loss (train)")
-        top.plot(steps, [r["excluded_loss"] for r in rows], "s-", color=PALETTE[3], label="excluded loss (train)")
+    for i, k in enumerate(k for k in (rows[0] if rows else {}) if k.endswith("restricted_loss")):
+        prefix = k.removesuffix("restricted_loss")
+        what = f" ({prefix.rstrip('_')})" if prefix else ""
+        top.plot(steps, [r[k] for r in rows], "o-", color=PALETTE[2 + 2 * i % 4], label=f"restricted loss{what} (train)")
+        top.plot(steps, [r[prefix + "excluded_loss"] for r in rows], "s-", color=PALETTE[3 + 2 * i % 4],
+                 label=f"excluded loss{what} (train)")
     top.set_yscale("log")
     top.set_ylabel("cross-entropy (nats)")
+    top.set_title("; ".join(result["measures"]), fontsize=7)
     top.legend(fontsize=8)
     bottom.plot(steps, [r["weight_norm"] for r in rows], "o-", color=PALETTE[4], label="total weight norm")
     bottom.set_ylabel("L2 norm of all weights")
-    twin = bottom.twinx()
-    twin.plot(steps, [r["key_frequency_share"] for r in rows], "^--", color=PALETTE[5],
-              label="key-frequency share of embedding")
-    twin.set_ylabel("share of embedding power")
-    twin.set_ylim(0, 1)
+    if rows and "key_frequency_share" in rows[0]:
+        twin = bottom.twinx()
+        twin.plot(steps, [r["key_frequency_share"] for r in rows], "^--", color=PALETTE[5],
+                  label="key-frequency share of embedding")
+        twin.set_ylabel("share of embedding power")
+        twin.set_ylim(0, 1)
+        twin.legend(loc="upper right", fontsize=8)
     bottom.set_xscale("log")
     bottom.set_xlabel(STEP_LABEL)
     bottom.legend(loc="upper left", fontsize=8)
-    twin.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    return [spectrum, save_figure(fig, run_dir / "analysis_progress.png", dpi=120)]
+    return [*out, save_figure(fig, run_dir / "analysis_progress.png", dpi=120)]

@@ -36,6 +36,13 @@ def _data_cmd(args: argparse.Namespace) -> int:
     splits = data.make_splits(spec)
     manifest = data.write_dataset(spec, splits, args.out)
     print(data.stats_table([manifest]))
+    if any(op.domain == "perm" for op in spec.operations):
+        from groklab.ops import permutation
+
+        last = args.p - 1
+        print(f"\npermutations are numbered by the lexicographic rank of their one-line notation: 0 = "
+              f"{''.join(map(str, permutation(0, args.p)))} (the identity), 1 = {''.join(map(str, permutation(1, args.p)))}"
+              f", ..., {last} = {''.join(map(str, permutation(last, args.p)))}; x∘y applies y first")
     print(f"\nwrote {args.out}/train.txt, val.txt, test.txt and manifest.json "
           f"(content hash {manifest['content_hash'][:12]})")
     return 0
@@ -185,13 +192,16 @@ def _analyze_cmd(args: argparse.Namespace) -> int:
     from groklab.analyze import analyze
 
     r = analyze(args.run)
-    print(f"{r['run_dir']}: key frequencies {', '.join(map(str, r['key_frequencies']))} (of 1..{r['p'] // 2}) · "
-          f"{len(r['over_training'])} snapshot(s) analysed · restricted/excluded loss: {r['restricted_excluded']}")
+    print(f"{r['run_dir']}: {len(r['over_training'])} snapshot(s) analysed; the measures that apply:")
+    for line in r["measures"]:
+        print(f"  {line}")
+    for name, b in r["bases"].items():
+        print(f"  key frequencies over {b['describe']}: {', '.join(map(str, b['key_frequencies']))} "
+              f"(of 1..{b['order'] // 2})")
     for row in r["over_training"]:
-        extra = "".join(f" · {k.replace('_', ' ')} {row[k]:.4f}" for k in ("loss", "restricted_loss", "excluded_loss")
-                        if k in row)
-        print(f"  step {row['step']:>7,}: weight norm {row['weight_norm']:.2f} · key-frequency share "
-              f"{row['key_frequency_share']:.3f}{extra}")
+        extra = "".join(f" · {k.replace('_', ' ')} {v:.4f}" for k, v in row.items()
+                        if k.endswith("loss") or k.startswith("key_frequency_share"))
+        print(f"  step {row['step']:>7,}: weight norm {row['weight_norm']:.2f}{extra}")
     print("wrote " + ", ".join([str(Path(r["run_dir"]) / "analysis.json"), *r["plots"]]))
     return 0
 
@@ -203,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", allow_abbrev=False, help="write train/val/test equation files and a manifest")
     d.add_argument("--op", "--ops", "--operators", dest="op", required=True,
-                   help="operation(s): + - * / # @ & $ ! or names (add, sub, mul, div, ...); '+,-' mixes")
+                   help="operation(s): + - * / # @ & $ ! on Z_p, o ^ : on permutations (p = n!, 120 for S5), or "
+                        "names (add, sub, mul, div, perm, perm_conj, perm_aba, ...); '+,-' mixes")
     d.add_argument("--p", "--prime", dest="p", type=int, required=True, help="modulus p")
     d.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True, help="output folder (new or empty)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
@@ -254,10 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
 
     an = sub.add_parser("analyze", allow_abbrev=False,
-                        help="progress measures: Fourier spectrum of the number embeddings, weight norm, "
-                             "restricted/excluded loss (Nanda et al.)")
-    an.add_argument("run", help="run directory (trained with --tokenizer number; --snapshots_per_decade for "
-                                "curves over training)")
+                        help="progress measures (Nanda et al.): weight norm; for + - (over Z_p) and * / (over "
+                             "discrete logs) the embeddings' Fourier spectrum and restricted/excluded loss")
+    an.add_argument("run", help="run directory (trained with --tokenizer number; --snapshots_per_decade or "
+                                "--snapshot_interval for curves over training)")
 
     e = sub.add_parser("evaluate", allow_abbrev=False, help="exact-match accuracy of a run on one of its splits")
     e.add_argument("run", help="run directory (or a file inside it)")

@@ -349,11 +349,13 @@ def check_equations(
         for n in (a, b, c):
             if n >= p:
                 raise DataError(f"{path}:{lineno}: number {n} in {line} is not below p = {p}")
-        expected = OPERATIONS[symbol].apply(a, b, p)
+        op = OPERATIONS[symbol]
+        expected = op.apply(a, b, p)
+        where = f"mod {p}" if op.domain == "zp" else f"for the permutations numbered 0..{p - 1}"
         if expected is None:
-            raise DataError(f"{path}:{lineno}: {a}{symbol}{b} is undefined mod {p}")
+            raise DataError(f"{path}:{lineno}: {a}{symbol}{b} is undefined {where}")
         if c != expected:
-            raise DataError(f"{path}:{lineno}: {line} is wrong mod {p}: expected {expected}")
+            raise DataError(f"{path}:{lineno}: {line} is wrong {where}: expected {expected}")
 
 
 def _find_split_files(root: Path, name: str | None) -> dict[str, Path]:

@@ -1,14 +1,21 @@
-"""The binary operations on Z_p that equations are made of, and the checks on the modulus they need.
+"""The binary operations that equations are made of, and the checks on the modulus they need.
 
 Each operation has a one-character symbol that appears in the equation text (`30/74=24`), so the symbol is
 also its token. The first four are the seeds' tasks; the rest are from Power et al. 2022 ("Grokking",
-table of binary operations).
+table of binary operations), on Z_p and, for the last three, on the symmetric group S_n.
+
+Permutations are numbers too: the n! permutations of 0..n-1 are numbered by the lexicographic rank of their
+one-line notation (0 = the identity 01234, 1 = 01243, ..., 119 = 43210 for n = 5), so an S5 equation is a
+line such as `17o53=86` with every number below p = n! = 120. That keeps one strict file format, one parser,
+round-trip tokenisation and one token per permutation (`--tokenizer number`, as Power et al.) for every task.
+Composition applies the right factor first: (x∘y)(i) = x(y(i)).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 from groklab.errors import DataError
 
@@ -23,6 +30,7 @@ class Operation:
     title: str  # task name in tables ("Addition")
     needs_prime: bool  # uses modular inverses, which exist for every nonzero b only when p is prime
     fn: Callable[[int, int, int], int | None] = field(repr=False, compare=False)
+    domain: Literal["zp", "perm"] = "zp"  # numbers mod p, or permutations numbered 0..n!-1 (p = n!)
 
     def __post_init__(self) -> None:
         if len(self.symbol) != 1 or not self.symbol.isprintable() or self.symbol.isspace():
@@ -61,8 +69,67 @@ def _div_if_odd(a: int, b: int, p: int) -> int | None:
 
 
 def _op(name: str, symbol: str, formula: str, title: str, fn: Callable[[int, int, int], int | None],
-        needs_prime: bool = False) -> Operation:
-    return Operation(name=name, symbol=symbol, formula=formula, title=title, needs_prime=needs_prime, fn=fn)
+        needs_prime: bool = False, domain: Literal["zp", "perm"] = "zp") -> Operation:
+    return Operation(name=name, symbol=symbol, formula=formula, title=title, needs_prime=needs_prime, fn=fn,
+                     domain=domain)
+
+
+MAX_PERM_N = 7  # S7: 5,040 elements, 25 million pairs, past what `groklab data` holds anyway
+
+
+def perm_degree(p: int) -> int | None:
+    """n where p = n! (2 <= n <= MAX_PERM_N), else None."""
+    return next((n for n in range(2, MAX_PERM_N + 1) if math.factorial(n) == p), None)
+
+
+def unrank(number: int, n: int) -> tuple[int, ...]:
+    """The permutation of 0..n-1 with this lexicographic rank (the factorial number system)."""
+    items, out = list(range(n)), []
+    for i in range(n - 1, -1, -1):
+        digit, number = divmod(number, math.factorial(i))
+        out.append(items.pop(digit))
+    return tuple(out)
+
+
+def rank(perm: Sequence[int]) -> int:
+    """The lexicographic rank of a permutation of 0..n-1: unrank's inverse."""
+    items, number = list(range(len(perm))), 0
+    for i, v in enumerate(perm):
+        digit = items.index(v)
+        number += digit * math.factorial(len(perm) - 1 - i)
+        items.pop(digit)
+    return number
+
+
+def permutation(number: int, p: int) -> tuple[int, ...]:
+    """The permutation a number stands for in S_n, p = n! (its one-line notation)."""
+    n = perm_degree(p)
+    if n is None or not 0 <= number < p:
+        raise DataError(f"{number} is not a permutation number for p = {p} (p must be n! and the number below it)")
+    return unrank(number, n)
+
+
+def _perm_op(word: Callable[[tuple[int, ...], tuple[int, ...]], list[tuple[int, ...]]]):
+    """An operation on permutation numbers from a word in x, y and x⁻¹: the product of the word, rightmost
+    factor applied first."""
+
+    def fn(a: int, b: int, p: int) -> int | None:
+        n = perm_degree(p)
+        if n is None or not (0 <= a < p and 0 <= b < p):
+            return None
+        result = tuple(range(n))
+        for factor in reversed(word(unrank(a, n), unrank(b, n))):
+            result = tuple(factor[i] for i in result)  # (factor ∘ result)(i) = factor(result(i))
+        return rank(result)
+
+    return fn
+
+
+def _inverse_perm(x: tuple[int, ...]) -> tuple[int, ...]:
+    inv = [0] * len(x)
+    for i, xi in enumerate(x):
+        inv[xi] = i
+    return tuple(inv)
 
 
 # Keyed by symbol: the symbol is what equation files and tokenizers see.
@@ -78,6 +145,11 @@ OPERATIONS: dict[str, Operation] = {
         _op("cubic", "&", "a^3+ab", "a^3+ab", lambda a, b, p: a**3 + a * b),
         _op("cubic2", "$", "a^3+ab^2+b", "a^3+ab^2+b", lambda a, b, p: a**3 + a * b * b + b),
         _op("div_odd", "!", "a/b if b odd else a-b", "a/b if b odd else a-b", _div_if_odd, needs_prime=True),
+        # Power et al.'s S5 tasks, for any S_n with p = n!
+        _op("perm", "o", "x∘y", "Permutations x∘y", _perm_op(lambda x, y: [x, y]), domain="perm"),
+        _op("perm_conj", "^", "x∘y∘x⁻¹", "Permutations x∘y∘x⁻¹",
+            _perm_op(lambda x, y: [x, y, _inverse_perm(x)]), domain="perm"),
+        _op("perm_aba", ":", "x∘y∘x", "Permutations x∘y∘x", _perm_op(lambda x, y: [x, y, x]), domain="perm"),
     )
 }
 _BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS.values()}
@@ -152,6 +224,11 @@ def check_modulus(p: int, ops: str | Sequence[str] | Sequence[Operation]) -> Non
     if p < 2:
         raise DataError(f"p must be at least 2, got {p}")
     for op in resolve_ops(ops):
+        if op.domain == "perm" and perm_degree(p) is None:
+            raise DataError(
+                f"operation {op.label()} acts on the permutations of n things, numbered 0..n!-1: p must be n! "
+                f"({', '.join(str(math.factorial(n)) for n in range(2, MAX_PERM_N + 1))}; 120 for S5), got {p}"
+            )
         if op.needs_prime and not is_prime(p):
             f = smallest_factor(p)
             what = "division" if op.symbol == "/" else f"operation {op.label()}"
