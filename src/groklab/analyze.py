@@ -31,6 +31,7 @@ from groklab.errors import GroklabError
 from groklab.files import write_json
 from groklab.model import GPT
 from groklab.ops import OPERATIONS
+from groklab.phases import phases, plot_phases
 from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, one_at_a_time, pyplot, save_figure
 from groklab.progress import (MAX_ELEMENTS, Basis, fourier_norms, key_frequencies, key_share, measures_for,
                               restricted_excluded_loss, spectrum)
@@ -38,6 +39,7 @@ from groklab.tokenizer import NumberTokenizer, load_tokenizer
 
 SNAPSHOT_DIR = "snapshots"
 ANALYSIS_FILE = "analysis.json"
+PHASES_FILE = "analysis_phases.png"
 __all__ = ["analyze", "fourier_norms", "key_frequencies", "restricted_excluded"]
 
 
@@ -48,15 +50,16 @@ def restricted_excluded(logits: torch.Tensor, keys: list[int], pairs: torch.Tens
 
 
 def logits_of(model: GPT, tok: NumberTokenizer, symbol: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """pairs (n, 2) -> (n, p): the logits over the numbers c at the '=' of 'a<op>b=' (the last block computes
-    that one position only)."""
+    """pairs (n, 2) -> (n, p) on the CPU: the logits over the numbers c at the '=' of 'a<op>b=' (the last block
+    computes that one position only; the model may sit on a GPU)."""
     sym, eq = tok.encode(symbol)[0], tok.encode("=")[0]
 
     @torch.no_grad()
     def fn(pairs: torch.Tensor) -> torch.Tensor:
         n = len(pairs)
         ids = torch.stack([pairs[:, 0], torch.full((n,), sym), pairs[:, 1], torch.full((n,), eq)], dim=1)
-        return model(ids[None], torch.full((1, n, 1), 3))[0, :, 0, : tok.p]
+        ids, at = ids[None].to(model.device), torch.full((1, n, 1), 3, device=model.device)
+        return model(ids, at)[0, :, 0, : tok.p].cpu()  # host sync
 
     return fn
 
@@ -85,9 +88,10 @@ def _loss_key(symbol: str, name: str, several: bool) -> str:
     return f"{OPERATIONS[symbol].name}_{name}" if several else name
 
 
-def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS) -> dict:
+def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS, device: str | torch.device = "cpu") -> dict:
     """Compute the measures that apply over the run's snapshots, write analysis.json and the plots beside the
-    run. `max_elements` bounds the largest tensor the restricted/excluded loss makes (memory, not p^3)."""
+    run. `max_elements` bounds the largest tensor the restricted/excluded loss makes (memory, not p^3);
+    `device`: where the model computes its logits (the measures themselves are computed on the CPU)."""
     run_dir = ckpt.find_run_dir(path)
     cfg = RunConfig.from_dict(ckpt.read_json(run_dir / ckpt.CONFIG_FILE)["config"])
     tok = load_tokenizer(run_dir / "vocab.json")
@@ -109,7 +113,7 @@ def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS) -> dict:
 
     def load(path: Path) -> tuple[GPT, dict[str, torch.Tensor]]:
         weights, _ = ckpt.load_weights(path)
-        model = GPT(dataclasses.replace(cfg.model, block_size=weights["wpe"].shape[0]), tok.vocab_size, 1)
+        model = GPT(dataclasses.replace(cfg.model, block_size=weights["wpe"].shape[0]), tok.vocab_size, 1, device)
         model.load_member_state(0, weights)
         model.training = False
         return model, weights
@@ -142,10 +146,15 @@ def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS) -> dict:
               "over_training": rows,
               "restricted_excluded": ("computed for " + ", ".join(OPERATIONS[s].label() for s in fourier_ops)
                                       if fourier_ops else "not defined for " + ", ".join(OPERATIONS[s].label() for s in ops))}
-    write_json(run_dir / ANALYSIS_FILE, result)
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] \
         if (run_dir / "metrics.jsonl").exists() else []
+    if metrics:  # the three phases (groklab.phases says how each boundary is found)
+        result["phases"] = phases(metrics, rows)
+    write_json(run_dir / ANALYSIS_FILE, result)
     result["plots"] = [str(x) for x in _plot(result, metrics, run_dir)]
+    if metrics:
+        result["plots"].append(str(plot_phases(metrics, result, result["phases"], run_dir / PHASES_FILE,
+                                               f"{run_dir.name}: the phases of grokking")))
     return result
 
 
@@ -170,10 +179,11 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     if metrics:
         top.plot([m["step"] for m in metrics], [m["train_loss"] for m in metrics], color=PALETTE[0], label="train loss")
-        test = [m for m in metrics if m.get("test_loss") is not None] or [m for m in metrics if m.get("val_loss")]
-        key = "test_loss" if test and test[0].get("test_loss") is not None else "val_loss"
-        top.plot([m["step"] for m in test], [m[key] for m in test], color=PALETTE[1], ls="--",
-                 label=key.replace("_", " "))
+        for key, ls in (("val_loss", "--"), ("test_loss", ":")):  # val: the split grokking is read from
+            held = [m for m in metrics if m.get(key) is not None]
+            if held:
+                top.plot([m["step"] for m in held], [m[key] for m in held], color=PALETTE[1], ls=ls,
+                         label=key.replace("_", " "))
     for i, k in enumerate(k for k in (rows[0] if rows else {}) if k.endswith("restricted_loss")):
         prefix = k.removesuffix("restricted_loss")
         what = f" ({prefix.rstrip('_')})" if prefix else ""

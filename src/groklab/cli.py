@@ -240,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(w, RunConfig(), skip=("out_dir", "resume"))
 
     rp = sub.add_parser("reproduce", allow_abbrev=False,
-                        help="a seed report's whole study: its runs, its tables (seed-000, seed-003)")
-    rp.add_argument("study", help="seed-000 or seed-003")
+                        help="a seed report's or paper's whole study: its runs, its tables (seed-000, seed-003, nanda)")
+    rp.add_argument("study", help="seed-000, seed-003 or nanda (Nanda et al. 2023: a+b mod 113, full batch)")
     rp.add_argument("--out", "--out_dir", "--out-dir", dest="out", default=None, help="sweep folder (default out/STUDY)")
     rp.add_argument("--quick", action="store_true", help="a short version for a CPU try (fewer steps)")
     _add_backend_flags(rp)

@@ -1,4 +1,5 @@
-"""`groklab reproduce seed-000|seed-003`: a seed report's whole study as one sweep, then its tables.
+"""`groklab reproduce seed-000|seed-003|nanda`: a seed report's (or a paper's) whole study as one sweep, then its
+tables.
 
 The studies are ordinary sweep specs shipped with the package (`groklab/studies/*.toml`); the tables are
 written from the results as Markdown (`tables.md` in the sweep folder), beside the numbers each report gave.
@@ -11,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from groklab import nanda
 from groklab.errors import GroklabError
 from groklab.files import atomic_write
 from groklab.ops import OPERATIONS
@@ -160,7 +162,8 @@ def _seed003_tables(folder: Path) -> str:
     return "\n\n".join(out)
 
 
-STUDIES: dict[str, Callable[[Path], str]] = {"seed-000": _seed000_tables, "seed-003": _seed003_tables}
+STUDIES: dict[str, Callable[[Path], str]] = {"seed-000": _seed000_tables, "seed-003": _seed003_tables,
+                                             "nanda": nanda.tables}
 
 
 def write_tables(study: str, folder: str | Path) -> Path:
