@@ -37,7 +37,7 @@ def _at_most(value: int, limit: int, name: str) -> None:
     _require(value <= limit, name, f"must be at most {limit:,}, got {value}")
 
 
-TokenizerKind = Literal["char", "number"]
+TokenizerKind = Literal["char", "number", "hybrid"]
 LossOn = Literal["answer", "answer_only", "all"]
 Device = Literal["auto", "cpu", "cuda"]
 GradFilterKind = Literal["none", "ema", "ma"]
@@ -137,7 +137,8 @@ class DataConfig:
     )
     data_seed: int = field(default=0, metadata=doc("seed of the train/val/test split (not the model's seed)"))
     tokenizer: TokenizerKind = field(
-        default="char", metadata=doc("'char': one token per character (the seeds); 'number': one per number")
+        default="char", metadata=doc("'char': one token per character (the seeds); 'number': one per number; "
+                                     "'hybrid': the operands' digits one a token, the answer one token")
     )
     loss_on: LossOn = field(
         default="answer", metadata=doc("'answer': loss on the tokens after '=' (the answer and the end of the "
@@ -156,13 +157,14 @@ class DataConfig:
             "prime" if self.prime is None else "operators",
             "--operators and --prime go together",
         )
-        _require(self.tokenizer in get_args(TokenizerKind), "tokenizer", f"'char' or 'number', got {self.tokenizer!r}")
+        _require(self.tokenizer in get_args(TokenizerKind), "tokenizer",
+                 f"'char', 'number' or 'hybrid', got {self.tokenizer!r}")
         _require(self.loss_on in get_args(LossOn), "loss_on", f"'answer', 'answer_only' or 'all', got {self.loss_on!r}")
         _require(
             self.mask_first_n is None or self.mask_first_n >= 0, "mask_first_n", f"must be >= 0, got {self.mask_first_n}"
         )
         _require(
-            not (self.text_file is not None and self.tokenizer == "number"),
+            not (self.text_file is not None and self.tokenizer != "char"),
             "tokenizer",
             "a plain text file needs the char tokenizer",
         )

@@ -84,9 +84,9 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
         return RunData(tok, {"train": ex, "val": ex, "test": empty}, None, text, None, max(block, ex.seq_len))
 
     lines, manifest, ops, p = _equation_lines(cfg)
-    if cfg.tokenizer == "number" and p is None:
+    if cfg.tokenizer != "char" and p is None:
         raise DataError(
-            f"{cfg.data_dir}: the number tokenizer needs the modulus p; use a folder written by `groklab data` "
+            f"{cfg.data_dir}: the {cfg.tokenizer} tokenizer needs the modulus p; use a folder written by `groklab data` "
             "(it has manifest.json) or --operators/--prime"
         )
     tok = make_tokenizer(cfg.tokenizer, ops, p or 2)

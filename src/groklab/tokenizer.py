@@ -193,10 +193,75 @@ class NumberTokenizer(Tokenizer):
         return cls(d["p"], d["symbols"])
 
 
+@dataclass(frozen=True)
+class HybridTokenizer(Tokenizer):
+    """Digits in, one token per answer out: the operands are read one character a token (as 'char'), the
+    answer after '=' is one token for the whole number (as 'number'). It tells apart the two things that
+    'char' asks of a model at once: parsing multi-digit operands, and producing a multi-digit answer.
+
+    Ids: the digits 0-9, then the symbols ('\n', op symbols, '=', sorted), then the answers 0..p-1. The
+    answer token of n decodes to the same text as the digits of n, so decode(encode(s)) == s; which one a
+    digit run becomes is fixed by whether it follows '=' on its line.
+    """
+
+    p: int
+    symbols: str
+    _ids: dict[str, int] = field(init=False, repr=False, compare=False)
+    _tokens: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    kind: ClassVar[str] = "hybrid"
+
+    def __post_init__(self) -> None:
+        number = NumberTokenizer(self.p, self.symbols)  # the same checks on p and the symbols
+        object.__setattr__(self, "symbols", number.symbols)
+        chars = DIGITS + number.symbols
+        object.__setattr__(self, "_ids", {c: i for i, c in enumerate(chars)})
+        object.__setattr__(self, "_tokens", tuple(chars) + number.tokens[: self.p])
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self._tokens
+
+    def _describe(self) -> str:
+        return f"digits, {_list_chars(self.symbols)} and answers 0..{self.p - 1}"
+
+    def encode(self, text: str) -> list[int]:
+        out: list[int] = []
+        answer = NumberTokenizer(self.p, self.symbols)
+        after_eq = False
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            if ch in DIGITS and after_eq:  # the answer: one token for the whole digit run
+                j = i
+                while j < len(text) and text[j] in DIGITS:
+                    j += 1
+                try:
+                    [n] = answer.encode(text[i:j])
+                except TokenizerError as e:
+                    raise TokenizerError(f"answer at position {i}: {e}") from None
+                out.append(len(self._ids) + n)
+                i = j
+                continue
+            if ch not in self._ids:
+                raise _not_in_vocab(ch, i, self)
+            after_eq = (after_eq or ch == "=") and ch != "\n"
+            out.append(self._ids[ch])
+            i += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "p": self.p, "symbols": self.symbols, "vocab_size": self.vocab_size}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HybridTokenizer:
+        return cls(d["p"], d["symbols"])
+
+
 # Kinds that tokenizer_from_dict can rebuild, keyed by their "kind" field.
-TOKENIZERS: dict[str, type[CharTokenizer] | type[NumberTokenizer]] = {
+TOKENIZERS: dict[str, type[CharTokenizer] | type[NumberTokenizer] | type[HybridTokenizer]] = {
     CharTokenizer.kind: CharTokenizer,
     NumberTokenizer.kind: NumberTokenizer,
+    HybridTokenizer.kind: HybridTokenizer,
 }
 
 
@@ -231,11 +296,14 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
 
 
 def make_tokenizer(
-    kind: Literal["char", "number"], ops: str | Sequence[str] | Sequence[Operation], p: int
+    kind: Literal["char", "number", "hybrid"], ops: str | Sequence[str] | Sequence[Operation], p: int
 ) -> Tokenizer:
     """The tokenizer for equation data over these operations mod p (p is unused by 'char')."""
     if kind == "char":
         return CharTokenizer.for_equations(ops)
+    symbols = "".join(op.symbol for op in resolve_ops(ops))
     if kind == "number":
-        return NumberTokenizer(p, "".join(op.symbol for op in resolve_ops(ops)))
-    raise TokenizerError(f"tokenizer kind must be 'char' or 'number', got {kind!r}")
+        return NumberTokenizer(p, symbols)
+    if kind == "hybrid":
+        return HybridTokenizer(p, symbols)
+    raise TokenizerError(f"tokenizer kind must be 'char' or 'number', or 'hybrid', got {kind!r}")
