@@ -189,3 +189,12 @@ def test_analyze_degrades_where_fourier_measures_do_not_apply(tmp_path, capsys, 
     else:
         assert out["key_frequencies"] == [] and not any("loss" in k or "share" in k for k in row)
         assert not (tmp_path / "run/analysis_fourier.png").exists()
+
+
+@pytest.mark.parametrize("symbol", ["+", "-", "*", "/"])
+def test_the_vectorised_answers_are_the_operations(symbol):
+    from groklab.progress import _answers
+
+    p = 13
+    pairs = _pairs(p, symbol)
+    assert _answers(symbol, pairs, p).tolist() == [OPERATIONS[symbol].apply(a, b, p) for a, b in pairs.tolist()]

@@ -107,7 +107,8 @@ def tables(folder: Path) -> str:
     seeds = sorted({r["seed"] for r in runs})
     note = "" if all(r["status"] == "done" for r in runs) else \
         f"\n\n{sum(r['status'] != 'done' for r in runs)} run(s) not finished; they are left out."
-    return ("### Grokking epoch and key frequencies (a+b mod 113, full batch)\n\n" + md_table(
+    primes = ", ".join(str(p) for p in sorted({r["prime"] for r in runs})) or "113"
+    return (f"### Grokking epoch and key frequencies (a+b mod {primes}, full batch)\n\n" + md_table(
         ["Train fraction", f"Grokking epoch, seeds {', '.join(map(str, seeds))} (test loss < 0.01)", "Median",
          "Nanda et al.", "Median epoch from which it stays < 0.01", "Key frequencies (count)", "Nanda et al."],
         rows) + "\n\n### The three phases of each run\n\n" + md_table(

@@ -157,6 +157,15 @@ def grid_chunks(basis: Basis, chunk: int) -> Iterator[torch.Tensor]:
         yield torch.stack([numbers[flat // m], numbers[flat % m]], dim=1)
 
 
+def _answers(symbol: str, pairs: torch.Tensor, p: int) -> torch.Tensor:
+    """c = a op b (mod p) for the pairs (n, 2) of one of the Fourier operations, vectorised."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    if symbol == "/":  # a / b = a * b^-1; b is never 0 on the discrete-log grid
+        inverse = torch.tensor([pow(x, -1, p) if x else 0 for x in range(p)])
+        return a * inverse[b] % p
+    return {"+": a + b, "-": a - b, "*": a * b}[symbol] % p
+
+
 def restricted_excluded_loss(logits_of: Callable[[torch.Tensor], torch.Tensor], symbol: str, p: int,
                              keys: Sequence[int], train_pairs: torch.Tensor,
                              max_elements: int = MAX_ELEMENTS) -> dict[str, float]:
@@ -167,7 +176,6 @@ def restricted_excluded_loss(logits_of: Callable[[torch.Tensor], torch.Tensor], 
     basis = make_basis(basis_name, p)
     assert basis is not None
     chunk = max(1, min(MAX_CHUNK, max_elements // max(p, 2 * len(keys))))  # pairs: (chunk, p) logits at most
-    op = OPERATIONS[symbol]
     coef = torch.zeros(2 * len(keys), p, dtype=torch.float64)
     mean_logits = torch.zeros(p, dtype=torch.float64)
     mean_dirs = torch.zeros(2 * len(keys), dtype=torch.float64)
@@ -186,7 +194,7 @@ def restricted_excluded_loss(logits_of: Callable[[torch.Tensor], torch.Tensor], 
         part = part[(index[part[:, 0]] >= 0) & (index[part[:, 1]] >= 0)]  # a zero operand: no logarithm
         x = logits_of(part).double()
         trig = directions(part, basis, sign, keys) @ coef
-        target = torch.tensor([op.apply(a, b, p) for a, b in part.tolist()], dtype=torch.long)
+        target = _answers(symbol, part, p)
         for key, z in (("loss", x), ("restricted_loss", trig + bias), ("excluded_loss", x - trig)):
             sums[key] += float(F.cross_entropy(z, target, reduction="sum"))
         n += len(part)
