@@ -71,7 +71,7 @@ def test_text_curves_and_report_speak_of_tokens_and_give_no_verdict(tmp_path, mo
 def test_old_metrics_without_token_accuracy_still_report(tmp_path):
     """Run folders written before per-token accuracy existed load and report, the column showing '–'."""
     from helpers import tiny_config
-    from groklab.results import collect
+    from groklab.sweepdir import collect
     from groklab.train import train_runs
 
     train_runs([tiny_config(tmp_path / "run", max_steps=3)], log=lambda _: None)

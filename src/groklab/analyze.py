@@ -17,7 +17,6 @@ embedding per number.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,8 @@ from typing import Callable
 import torch
 
 from groklab import checkpoint as ckpt
-from groklab.config import RunConfig
+from groklab import rundir
+from groklab.loadrun import find_run_dir
 from groklab.data import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
@@ -37,9 +37,8 @@ from groklab.progress import (MAX_ELEMENTS, Basis, fourier_norms, key_frequencie
                               restricted_excluded_loss, spectrum)
 from groklab.tokenizer import NumberTokenizer, load_tokenizer
 
-SNAPSHOT_DIR = "snapshots"
-ANALYSIS_FILE = "analysis.json"
-PHASES_FILE = "analysis_phases.png"
+SNAPSHOT_DIR, ANALYSIS_FILE = rundir.SNAPSHOT_DIR, rundir.ANALYSIS_FILE
+PHASES_FILE = rundir.ANALYSIS_PLOTS[2]
 __all__ = ["analyze", "fourier_norms", "key_frequencies", "restricted_excluded"]
 
 
@@ -70,7 +69,7 @@ def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
         m = re.fullmatch(r"step_(\d+)\.safetensors", path.name)
         if m:
             found.append((int(m.group(1)), path))
-    final = run_dir / ckpt.WEIGHTS_FILE
+    final = run_dir / rundir.WEIGHTS_FILE
     if final.exists():
         step = int(ckpt.load_weights(final)[1].get("step", 0))
         if step not in {s for s, _ in found}:
@@ -80,7 +79,7 @@ def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
 
 def _train_pairs(run_dir: Path, symbol: str) -> torch.Tensor:
     """(a, b) of the run's train equations with this operation, read back as the run stored them."""
-    equations = [parse_equation(line) for line in read_equation_file(run_dir / "data" / "train.txt")]
+    equations = [parse_equation(line) for line in read_equation_file(run_dir / rundir.DATA_DIR / "train.txt")]
     return torch.tensor([(a, b) for a, op, b, _ in equations if op == symbol], dtype=torch.long).view(-1, 2)
 
 
@@ -92,9 +91,9 @@ def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS, device: str | to
     """Compute the measures that apply over the run's snapshots, write analysis.json and the plots beside the
     run. `max_elements` bounds the largest tensor the restricted/excluded loss makes (memory, not p^3);
     `device`: where the model computes its logits (the measures themselves are computed on the CPU)."""
-    run_dir = ckpt.find_run_dir(path)
-    cfg = RunConfig.from_dict(ckpt.read_json(run_dir / ckpt.CONFIG_FILE)["config"])
-    tok = load_tokenizer(run_dir / "vocab.json")
+    run_dir = find_run_dir(path)
+    cfg = rundir.read_config(run_dir).cfg
+    tok = load_tokenizer(run_dir / rundir.VOCAB_FILE)
     if not isinstance(tok, NumberTokenizer):
         raise GroklabError(f"{run_dir}: analyze needs one token per number (the run used the {tok.kind} "
                            "tokenizer); train with --tokenizer number")
@@ -146,8 +145,7 @@ def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS, device: str | to
               "over_training": rows,
               "restricted_excluded": ("computed for " + ", ".join(OPERATIONS[s].label() for s in fourier_ops)
                                       if fourier_ops else "not defined for " + ", ".join(OPERATIONS[s].label() for s in ops))}
-    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] \
-        if (run_dir / "metrics.jsonl").exists() else []
+    metrics = rundir.read_metrics(run_dir)
     if metrics:  # the three phases (groklab.phases says how each boundary is found)
         result["phases"] = phases(metrics, rows)
     write_json(run_dir / ANALYSIS_FILE, result)
@@ -172,7 +170,7 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
         ax.set_title("Fourier spectrum of the number embeddings (key frequencies highlighted: "
                      + ", ".join(map(str, keys)) + ")", fontsize=9)
         fig.tight_layout()
-        out.append(save_figure(fig, run_dir / "analysis_fourier.png", dpi=120))
+        out.append(save_figure(fig, rundir.analysis_outputs(run_dir)[1][0], dpi=120))
 
     rows = result["over_training"]
     steps = [r["step"] for r in rows]
@@ -207,4 +205,4 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     bottom.set_xlabel(STEP_LABEL)
     bottom.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    return [*out, save_figure(fig, run_dir / "analysis_progress.png", dpi=120)]
+    return [*out, save_figure(fig, rundir.analysis_outputs(run_dir)[1][1], dpi=120)]

@@ -17,17 +17,18 @@ Their train split for seed 0 is ours for data_seed 0, pair for pair (the same sh
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
 import torch
 
-from groklab import checkpoint as ckpt
+from groklab import rundir
 from groklab.analyze import ANALYSIS_FILE, analyze
+from groklab.errors import CheckpointError
+from groklab.files import read_json
 from groklab.phases import GROK_LOSS
 from groklab.plots import SERIES_COLORS, one_at_a_time, pyplot, save_figure
-from groklab.results import collect
+from groklab.sweepdir import collect
 from groklab.tables import MISSING, md_table, steps
 
 PAPER_GROK_EPOCHS = {0.5: 1_100, 0.4: 3_300, 0.3: 8_300, 0.25: 22_000}  # test loss < 0.01 (their figure)
@@ -37,15 +38,10 @@ FIGURE = "nanda_fractions.png"
 
 def _analysis(run_dir: Path, device: str) -> dict:
     """The run's analysis.json, (re)computed when missing or older than its final weights."""
-    out, weights = run_dir / ANALYSIS_FILE, run_dir / ckpt.WEIGHTS_FILE
+    out, weights = run_dir / ANALYSIS_FILE, run_dir / rundir.WEIGHTS_FILE
     if out.exists() and out.stat().st_mtime >= weights.stat().st_mtime:
-        return ckpt.read_json(out)
+        return read_json(out, CheckpointError, "an analysis")
     return analyze(run_dir, device=device)
-
-
-def _metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _median(values: list[int]) -> str:
@@ -85,7 +81,7 @@ def tables(folder: Path) -> str:
             continue
         a = _analysis(Path(r["run_dir"]), device)
         by_fraction.setdefault(r["train_fraction"], []).append((r, a))
-        curves.setdefault(r["train_fraction"], []).append(_metrics(Path(r["run_dir"])))
+        curves.setdefault(r["train_fraction"], []).append(rundir.read_metrics(Path(r["run_dir"])))
     rows, detail = [], []
     for fraction in sorted(by_fraction, reverse=True):
         done = sorted(by_fraction[fraction], key=lambda x: x[0]["seed"])
