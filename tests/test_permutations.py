@@ -22,7 +22,7 @@ def _inverse(x):
     return tuple(sorted(range(len(x)), key=lambda i: x[i]))
 
 
-WORDS = {"o": lambda x, y: _compose(x, y), "^": lambda x, y: _compose(_compose(x, y), _inverse(x)),
+WORDS = {"o": lambda x, y: _compose(x, y), "%": lambda x, y: _compose(_compose(x, y), _inverse(x)),
          ":": lambda x, y: _compose(_compose(x, y), x)}
 
 
@@ -45,7 +45,7 @@ def test_the_operations_match_their_words(symbol, n):
 
 
 def test_s5_is_a_group_and_not_commutative():
-    o, conj = OPERATIONS["o"], OPERATIONS["^"]
+    o, conj = OPERATIONS["o"], OPERATIONS["%"]
     assert all(o.apply(0, b, 120) == b == o.apply(b, 0, 120) for b in range(120))  # identity
     assert any(o.apply(a, b, 120) != o.apply(b, a, 120) for a in range(120) for b in range(120))
     assert all(conj.apply(a, 0, 120) == 0 for a in range(120))  # the identity's conjugates are itself
@@ -60,11 +60,11 @@ def test_p_must_be_a_factorial():
     with pytest.raises(DataError, match=r"operation o \(perm\) acts on the permutations .* p must be n! "
                                         r"\(2, 6, 24, 120, 720, 5040; 120 for S5\), got 97"):
         check_modulus(97, "o")
-    assert [op.symbol for op in resolve_ops("perm,perm_conj,perm_aba")] == ["o", "^", ":"]
+    assert [op.symbol for op in resolve_ops("perm,perm_conj,perm_aba")] == ["o", "%", ":"]
 
 
 def test_files_are_written_strictly_and_read_back(tmp_path, capsys):
-    assert main(["data", "--op", "o,^,:", "--p", "24", "--out", str(tmp_path / "s4"), "--seed", "1"]) == 0
+    assert main(["data", "--op", "o,%,:", "--p", "24", "--out", str(tmp_path / "s4"), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "0 = 0123 (the identity), 1 = 0132, ..., 23 = 3210" in out
     splits, manifest = load_dataset_dir(tmp_path / "s4")
@@ -80,9 +80,9 @@ def test_files_are_written_strictly_and_read_back(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["number", "char"])
 def test_tokens_round_trip_and_number_tokens_are_one_per_permutation(kind):
-    spec = DatasetSpec(ops="o,^,:", p=120, num_samples=200, seed=3)
+    spec = DatasetSpec(ops="o,%,:", p=120, num_samples=200, seed=3)
     lines = [line for split in make_splits(spec).values() for line in split]
-    tok = make_tokenizer(kind, "o^:", 120)
+    tok = make_tokenizer(kind, "o%:", 120)
     for line in lines:
         ids = tok.encode(line + "\n")
         assert tok.decode(ids) == line + "\n"

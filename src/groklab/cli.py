@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", allow_abbrev=False, help="write train/val/test equation files and a manifest")
     d.add_argument("--op", "--ops", "--operators", dest="op", required=True,
-                   help="operation(s): + - * / # @ & $ ! on Z_p, o ^ : on permutations (p = n!, 120 for S5), or "
+                   help="operation(s): + - * / # @ & $ ! on Z_p, o %% : on permutations (p = n!, 120 for S5), or "
                         "names (add, sub, mul, div, perm, perm_conj, perm_aba, ...); '+,-' mixes")
     d.add_argument("--p", "--prime", dest="p", type=int, required=True, help="modulus p")
     d.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True, help="output folder (new or empty)")

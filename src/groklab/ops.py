@@ -147,7 +147,7 @@ OPERATIONS: dict[str, Operation] = {
         _op("div_odd", "!", "a/b if b odd else a-b", "a/b if b odd else a-b", _div_if_odd, needs_prime=True),
         # Power et al.'s S5 tasks, for any S_n with p = n!
         _op("perm", "o", "x∘y", "Permutations x∘y", _perm_op(lambda x, y: [x, y]), domain="perm"),
-        _op("perm_conj", "^", "x∘y∘x⁻¹", "Permutations x∘y∘x⁻¹",
+        _op("perm_conj", "%", "x∘y∘x⁻¹", "Permutations x∘y∘x⁻¹",
             _perm_op(lambda x, y: [x, y, _inverse_perm(x)]), domain="perm"),
         _op("perm_aba", ":", "x∘y∘x", "Permutations x∘y∘x", _perm_op(lambda x, y: [x, y, x]), domain="perm"),
     )

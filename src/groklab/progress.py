@@ -9,7 +9,7 @@ Where the Fourier measures live, by operation:
   discrete logarithms: the embedding's spectrum with the numbers 1..p−1 in the order g^0, g^1, ..., and the
   directions cos/sin(w_k (log a ± log b)), w_k = 2πk/(p − 1). The number 0 has no logarithm: it is left out
   of the spectrum, and pairs with a zero operand (whose answer is always 0) are left out of the losses.
-- other operations (`#`, `@`, `&`, `$`, `!`, and the permutation tasks `o ^ :`, whose group S_n is not even
+- other operations (`#`, `@`, `&`, `$`, `!`, and the permutation tasks `o % :`, whose group S_n is not even
   abelian): no Fourier measure is defined; only the weight norm applies.
 
 Restricted and excluded loss (on the train split), as in the paper's code: over the whole grid of inputs
