@@ -80,7 +80,7 @@ warmup_steps = [0, 10]
     ("[zip]\nseed = [1, 2]\nlr = [1e-3]\n", "same length"),
     ("[grid]\nout_dir = ['a', 'b']\n", "out_dir is set by the sweep"),
     ("[grids]\nseed = [1]\n", "unknown top-level key 'grids'"),
-    ("[grid]\ntokenizer = ['char', 'bpe']\n", "tokenizer: expected one of 'char', 'number', got 'bpe'"),
+    ("[grid]\ntokenizer = ['char', 'bpe']\n", "tokenizer: expected one of 'char', 'number', 'hybrid', got 'bpe'"),
     ("[grid]\nn_head = [3]\n", "n_embd: 16 is not divisible by n_head=3"),
     ("[grid\nseed = [1]\n", "not valid TOML"),
 ])
