@@ -1,4 +1,4 @@
-"""The `groklab` command: data, train, run, sweep, reproduce, report, sample, evaluate.
+"""The `groklab` command: data, train, run, sweep, reproduce, report, sample, evaluate, export.
 
 Every user mistake ends as one line `groklab: error: ...` and exit status 2, never a traceback.
 """
@@ -17,6 +17,7 @@ from groklab import __version__
 from groklab.cli_args import add_config_flags, config_from_args, given_fields
 from groklab.config import RunConfig
 from groklab.errors import GroklabError
+from groklab.extras import check_run_options
 from groklab.presets import main_job_config
 
 
@@ -79,6 +80,7 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
             print(f"{c.train.out_dir} holds this run, stopped at step {step:,}: resuming it "
                   "(a different --out_dir starts anew)", file=sys.stderr)
             configs[i] = c.replace(resume=True)
+    check_run_options(c.train for c in configs)  # before anything is written
     summaries = train_many(configs, argv=["groklab", *argv])
     for s in summaries:
         if s.get("status") == "failed":  # went non-finite (its failed.json says when); the others went on
@@ -136,6 +138,7 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.sweep_spec import load_spec
 
     spec = load_spec(args.spec)
+    check_run_options(p.config.train for p in spec.expand(given_fields(args)))  # before anything is written
     counts = run_sweep(spec, args.out, given_fields(args), backend=args.backend, address=args.address,
                        gpus_per_group=args.gpus_per_group, retry_failed=args.retry_failed, max_group=args.max_group,
                        concurrent_groups=args.concurrent_groups, argv=["groklab", *argv])
@@ -145,6 +148,7 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.reproduce import reproduce
 
+    check_run_options([args])  # the flags: the studies themselves ask for no extra
     counts = reproduce(args.study, args.out, quick=args.quick, overrides=given_fields(args), backend=args.backend,
                        address=args.address, gpus_per_group=args.gpus_per_group, max_group=args.max_group,
                        concurrent_groups=args.concurrent_groups, argv=["groklab", *argv])
@@ -188,6 +192,18 @@ def _analyze_cmd(args: argparse.Namespace) -> int:
         print(f"  step {row['step']:>7,}: weight norm {row['weight_norm']:.2f} · key-frequency share "
               f"{row['key_frequency_share']:.3f}{extra}")
     print("wrote " + ", ".join([str(Path(r["run_dir"]) / "analysis.json"), *r["plots"]]))
+    return 0
+
+
+def _export_cmd(args: argparse.Namespace) -> int:
+    from groklab.export import export_run
+    from groklab.sample import load_run
+
+    run = load_run(args.run)
+    out = export_run(run, args.format, args.out, source=str(run.run_dir))
+    loader = ("transformers.GPT2LMHeadModel.from_pretrained" if args.format == "hf"
+              else "groklab.export.load_module")
+    print(f"wrote {out} ({args.format}, step {run.step:,}): load it with {loader}({str(out)!r})")
     return 0
 
 
@@ -254,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("run", help="run directory (trained with --tokenizer number; --snapshots_per_decade for "
                                 "curves over training)")
 
+    x = sub.add_parser("export", allow_abbrev=False,
+                       help="a run for other tools: a Hugging Face GPT-2 folder or a plain torch module")
+    x.add_argument("run", help="run directory (or a file inside it)")
+    x.add_argument("--format", choices=["hf", "module"], default="hf",
+                   help="hf: GPT2LMHeadModel + tokenizer, for transformers and TransformerLens "
+                        "(pip install 'groklab[hf]'); module: a plain torch.nn.Module's weights (default hf)")
+    x.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True,
+                   help="output folder (new, empty, or an earlier export)")
+
     e = sub.add_parser("evaluate", allow_abbrev=False, help="exact-match accuracy of a run on one of its splits")
     e.add_argument("run", help="run directory (or a file inside it)")
     e.add_argument("--split", default="test", help="train, val or test (comma-separated for several)")
@@ -285,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze_cmd(args)
         if args.command == "evaluate":
             return _evaluate_cmd(args)
+        if args.command == "export":
+            return _export_cmd(args)
     except GroklabError as exc:
         print(f"groklab: error: {exc}", file=sys.stderr)
         return 2
