@@ -84,6 +84,11 @@ def read_sweep(out: Path) -> tuple[dict, list[SweepRun]]:
     return saved, runs
 
 
+def _wandb_group(cfg: RunConfig, name: str) -> dict[str, str]:
+    """--wandb in a sweep: its runs form one W&B group, named after the sweep unless --wandb_group says."""
+    return {"wandb_group": cfg.train.wandb_group or name} if cfg.train.wandb else {}
+
+
 def prepare(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | None = None,
             argv: Sequence[str] | None = None) -> list[SweepRun]:
     """Expand the spec into run configs under `out` and write spec.toml and sweep.json. A sweep folder can be
@@ -91,16 +96,19 @@ def prepare(spec: SweepSpec, out: str | Path, overrides: Mapping[str, Any] | Non
     out = Path(out).resolve()  # absolute: Ray workers do not share the driver's working directory
     planned: list[PlannedRun] = spec.expand(overrides)
     runs = [SweepRun(p.run_id, p.experiment, p.params,
-                     p.config.replace(out_dir=str(out / RUNS_DIR / p.run_id), progress=False))
+                     p.config.replace(out_dir=str(out / RUNS_DIR / p.run_id), progress=False,
+                                      **_wandb_group(p.config, spec.name)))
             for p in planned]
     previous: dict[str, SweepRun] = {}
     if (out / SWEEP_FILE).exists():
         previous = {r.run_id: r for r in read_sweep(out)[1]}
     for r in runs:
         old = previous.get(r.run_id)
-        # compile changes how a run is computed, not what: a study begun on a CPU may go on compiled on a GPU
-        if old is not None and old.config.replace(resume=False, out_dir="-", compile=False) != r.config.replace(
-                resume=False, out_dir="-", compile=False):
+        # compile changes how a run is computed, not what: a study begun on a CPU may go on compiled on a GPU;
+        # where it logs (TensorBoard, W&B) changes nothing about it either
+        how = dict(resume=False, out_dir="-", compile=False, tensorboard=False, wandb=False, wandb_project="-",
+                   wandb_group="-", wandb_mode=None)
+        if old is not None and old.config.replace(**how) != r.config.replace(**how):
             changed = [k for k, v in _flat(r.config).items() if _flat(old.config).get(k) != v]
             raise SpecError(f"{out}: run {r.run_id} already exists there with {changed[0]}="
                             f"{_flat(old.config)[changed[0]]!r} (now {_flat(r.config)[changed[0]]!r}); "
@@ -137,7 +145,7 @@ class LiveLine:
     stderr is not a terminal, a plain line at each change instead."""
 
     def __init__(self, name: str, runs: Sequence[SweepRun], log: Callable[[str], None]):
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter
 
         statuses = [run_status(r.run_dir) for r in runs]
         self.total_runs = len(runs)

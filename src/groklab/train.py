@@ -33,6 +33,7 @@ from groklab.metrics import grokking_summary
 from groklab.model import GPT
 from groklab.plots import plot_curves
 from groklab.tb import TensorBoard
+from groklab.wandb_log import WandB
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -259,15 +260,18 @@ def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
 
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
-               on_steps: Callable[[int], None] | None = None) -> list[dict]:
+               on_steps: Callable[[int], None] | None = None,
+               on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
     """Train these runs as one group and return their summaries (also written to each run's summary.json);
     a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
     `datas`: each run's data, if the caller has already loaded it. `on_steps(n)`: called as steps are taken,
-    instead of the progress bar and the printed evaluation lines (which then go to `log`): a sweep's hook."""
-    return train_group(open_group(configs, argv, log, datas, on_steps))
+    instead of the progress bar and the printed evaluation lines (which then go to `log`): a sweep's hook.
+    `on_eval(step, histories)`: called after every evaluation; histories[i] is the i-th run's metric rows so
+    far (as in its metrics.jsonl), enough to redraw a live curve in a notebook."""
+    return train_group(open_group(configs, argv, log, datas, on_steps), on_eval)
 
 
-def train_group(g: OpenGroup) -> list[dict]:
+def train_group(g: OpenGroup, on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
     """The training loop of an opened group, on the current CUDA stream; summaries as `train_runs`."""
     members, model, engine, eval_sets, start, log, on_steps = (g.members, g.model, g.engine, g.eval_sets, g.start,
                                                               g.log, g.on_steps)
@@ -276,6 +280,7 @@ def train_group(g: OpenGroup) -> list[dict]:
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
+    wb = WandB.open(members, start, log)  # --wandb: likewise
 
     if E == 1:
         log("config: " + json.dumps(configs[0].to_dict(), sort_keys=True))
@@ -285,7 +290,7 @@ def train_group(g: OpenGroup) -> list[dict]:
     snapshots = set(eval_steps(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
     schedule = sorted(s for s in set(eval_steps(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval))
                       | snapshots if s > start)
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
     bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
                disable=None if tcfg.progress and on_steps is None else True, file=sys.stderr)
@@ -310,6 +315,10 @@ def train_group(g: OpenGroup) -> list[dict]:
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
             if tb is not None:
                 tb.write(members, model.flat, step)
+            if wb is not None:
+                wb.write(members, model.flat, step)
+            if on_eval is not None:
+                on_eval(step, [m.history for m in members])
             if step in snapshots:
                 for e, m in enumerate(members):
                     if not m.failed:
@@ -325,6 +334,8 @@ def train_group(g: OpenGroup) -> list[dict]:
                 break
     except KeyboardInterrupt:
         bar.close()
+        if wb is not None:
+            wb.close(None)
         _save_checkpoint(members, model, engine, step)
         raise GroklabError(f"interrupted at step {step:,}; state saved, continue with the same command and --resume")
     bar.close()
@@ -332,7 +343,10 @@ def train_group(g: OpenGroup) -> list[dict]:
         tb.close()
     if on_steps is not None and step < tcfg.max_steps:
         on_steps(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
-    return [m.failed if m.failed else _finish(m, device, time.time() - t0, log) for m in members]
+    results = [m.failed if m.failed else _finish(m, device, time.time() - t0, log) for m in members]
+    if wb is not None:
+        wb.close(results)
+    return results
 
 
 def _note_resume(run_dir: Path, step: int) -> None:
