@@ -21,6 +21,7 @@ from typing import Any
 
 from groklab import checkpoint as ckpt
 from groklab.errors import GroklabError
+from groklab.extras import has, need
 from groklab.files import atomic_write
 from groklab.train import FAILED_FILE, METRICS_FILE, SUMMARY_FILE
 
@@ -123,12 +124,13 @@ class Results:
 def load(folder: str | Path) -> Results:
     """The results of a sweep (or of one run) as DataFrames; from the Parquet store when it is up to date,
     else rebuilt from the run folders (a sweep still running, or one trained without pyarrow)."""
+    need("pandas", "pandas", "parquet", "results.load")
     import pandas as pd
 
     folder = Path(folder)
     store = folder / RESULTS_DIR
     files = [store / RUNS_FILE, store / EVALS_FILE]
-    if all(f.exists() for f in files):
+    if all(f.exists() for f in files) and has("pyarrow"):
         newest = max((p.stat().st_mtime for r in _runs_of(folder) for p in Path(r["run_dir"]).glob("*.json*")),
                      default=0.0)
         if min(f.stat().st_mtime for f in files) >= newest:
