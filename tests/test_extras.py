@@ -48,6 +48,16 @@ def test_train_run_and_reproduce_refuse_the_same_way(tmp_path, no_tensorboard, c
     assert not out.exists()
 
 
+def test_wandb_missing_refuses_the_sweep_the_same_way(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.replace("tensorboard = true", ""))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--wandb"]) == 2
+    assert capsys.readouterr().err.strip() == ("groklab: error: --wandb needs the wandb package: "
+                                               "pip install 'groklab[wandb]'")
+    assert not (tmp_path / "out").exists()
+
+
 def test_results_load_without_pandas_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(GroklabError, match=r"^results.load needs the pandas package: pip install 'groklab\[parquet\]'$"):
