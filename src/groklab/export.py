@@ -21,7 +21,6 @@ from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from groklab.config import ModelConfig
@@ -64,10 +63,12 @@ def check_exportable(cfg: ModelConfig, fmt: Format) -> None:
         value = getattr(cfg, f.name)
         if f.name in FORWARD_NEUTRAL or f.name in handled or value == getattr(default, f.name):
             continue
-        hint = " (export it with --format module, a plain torch module that has it)" \
-            if fmt == "hf" and f.name in MODULE_OPTIONS else ""
+        if fmt == "module":
+            raise ExportError(f"{f.name}={value!r}: the plain module does not compute this option yet, so the run "
+                              "cannot be exported")
+        hint = " (export it with --format module, a plain torch module that has it)" if f.name in MODULE_OPTIONS else ""
         raise ExportError(f"{f.name}={value!r}: GPT-2 has no such option, so the run cannot be exported to "
-                          f"{'Hugging Face' if fmt == 'hf' else 'a plain module'}{hint}")
+                          f"Hugging Face{hint}")
 
 
 class SelfAttention(nn.Module):
@@ -204,7 +205,7 @@ def to_hf_tokenizer(tok: Tokenizer):
                                    model_max_length=10**6)
 
 
-def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int | None):
+def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int | None, attn_implementation: str = "eager"):
     need("transformers", "transformers", "hf", "the Hugging Face export")
     from transformers import GPT2Config
 
@@ -214,6 +215,7 @@ def hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int | None):
         n_head=cfg.n_head, n_inner=4 * cfg.n_embd, activation_function="gelu",  # exact GELU, not gelu_new
         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, layer_norm_epsilon=1e-5,
         tie_word_embeddings=cfg.tie_embeddings, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+        attn_implementation=attn_implementation,
     )
 
 
@@ -240,8 +242,8 @@ def to_hf(run: RunLike, attn_implementation: str = "eager"):
     cfg = _model_config(run)
     tokenizer = to_hf_tokenizer(run.tokenizer)
     eos = _eos_token(run.tokenizer)
-    config = hf_config(cfg, run.tokenizer.vocab_size, None if eos is None else run.tokenizer.tokens.index(eos))
-    config._attn_implementation = attn_implementation
+    config = hf_config(cfg, run.tokenizer.vocab_size, None if eos is None else run.tokenizer.tokens.index(eos),
+                       attn_implementation)
     model = GPT2LMHeadModel(config)
     missing, unexpected = model.load_state_dict(hf_state(run.model.member_state(0), cfg), strict=False)
     missing = [k for k in missing if not (cfg.tie_embeddings and k == "lm_head.weight")]
