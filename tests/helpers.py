@@ -37,3 +37,24 @@ def without_key_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             t = torch.cat([t[..., :C], t[..., 2 * C:]], dim=-1)
         out[name] = t
     return out
+
+
+def stop_after(monkeypatch, steps: int):
+    """A StopRequest that is set once the engine has taken `steps` steps, as a Ctrl-C arriving during that
+    step would set it (pass it to train_runs(stop=...))."""
+    import signal
+
+    from groklab.engine import Engine
+    from groklab.interrupts import StopRequest
+
+    stop = StopRequest()
+    real = Engine.step
+
+    def step_and_signal(self):
+        out = real(self)
+        if self.steps_taken == steps:
+            stop.request(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Engine, "step", step_and_signal)
+    return stop

@@ -10,7 +10,8 @@ import torch
 
 from groklab.cli import main
 from groklab.config import ModelConfig
-from groklab.dataset import load_run_data, stored_data_config
+from groklab.dataset import load_run_data
+from groklab.rundir import stored_data_config
 from groklab.errors import GroklabError
 from groklab.export import GroklabGPT, check_exportable, export_run, load_module, to_module
 from groklab.sample import load_run
@@ -40,7 +41,7 @@ def runs(tmp_path_factory):
 
 def _split_ids(run) -> torch.Tensor:
     """Every example of the run's stored splits as token ids (B, T): what the run was trained and scored on."""
-    data = load_run_data(stored_data_config(run.cfg.data, run.run_dir), run.model.cfg)
+    data = load_run_data(stored_data_config(run.cfg, run.run_dir).data, run.model.cfg)
     return torch.cat([data.scored[s].inputs for s in ("train", "val", "test")])
 
 

@@ -60,5 +60,5 @@ def test_wandb_missing_refuses_the_sweep_the_same_way(tmp_path, monkeypatch, cap
 
 def test_results_load_without_pandas_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(GroklabError, match=r"^results.load needs the pandas package: pip install 'groklab\[parquet\]'$"):
+    with pytest.raises(GroklabError, match=r"^results.load needs pandas: pip install 'groklab\[parquet\]'$"):
         results.load(tmp_path)

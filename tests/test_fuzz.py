@@ -958,7 +958,7 @@ def test_a_checkpoint_from_a_different_vocabulary_is_refused(runs, tmp_path, cap
     x = copy_run(runs, "plus", tmp_path / "old")
     weights, meta = ckpt.load_weights(x / "model.safetensors")
     assert meta["vocab"] == CharTokenizer.for_equations("+").to_dict()
-    ckpt.save_weights(x, weights, meta["step"])
+    ckpt.save_weights(x / "model.safetensors", weights, {"step": meta["step"]})
     assert load_run(x).tokenizer == CharTokenizer.for_equations("+")
     for name in ("plus", "div", "num"):
         assert evaluate_split(load_run(runs / name), "val")["examples"] > 0
@@ -1119,13 +1119,16 @@ def test_named_bad_train_arguments(tmp_path, capsys, reliability, name, flags, m
 
 
 def test_a_run_that_diverges_is_reported_not_a_traceback(tmp_path, capsys, reliability):
-    code, out, err = run_cli(capsys, ["train", "--operators", "+", "--prime", "7", "--lr", "inf",
+    code, _, err = run_cli(capsys, ["train", "--operators", "+", "--prime", "7", "--lr", "inf",
+                                    "--out_dir", str(tmp_path / "inf"), *TINY])
+    assert code == 2 and "learning_rate: must be a finite number" in err and not (tmp_path / "inf").exists()
+    code, out, err = run_cli(capsys, ["train", "--operators", "+", "--prime", "7", "--lr", "1e30",
                                       "--out_dir", str(tmp_path / "r"), *TINY])
     assert code == 1 and "Traceback" not in err, err
     failure = json.loads((tmp_path / "r" / "failed.json").read_text())
     assert failure["status"] == "failed" and "failed" in (out + err)
     shown = next(line for line in (out + err).splitlines() if "failed" in line)
-    reliability("command line", "`groklab train --lr inf` (the run goes non-finite)",
+    reliability("command line", "`groklab train --lr 1e30` (the run goes non-finite)",
                 f"exit 1, the failure printed: {hide(shown, tmp_path)}")
 
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from groklab.config import ConfigError, OptimConfig
 from groklab.grokfast import EMAFilter, MAFilter
 from groklab.train import train_runs
-from helpers import tiny_config
+from groklab.interrupts import Interrupted
+from helpers import stop_after, tiny_config
 from test_engine import _data, _engine
 
 
@@ -105,10 +106,13 @@ def test_runs_with_different_filter_values_share_a_group():
 
 
 @pytest.mark.parametrize("kind", ["ema", "ma"])
-def test_resume_with_a_filter_is_exact(tmp_path, kind):
+def test_resume_with_a_filter_is_exact(tmp_path, kind, monkeypatch):
     changes = dict(grokfast=kind, grokfast_window=3, grokfast_lamb=2.0)
     train_runs([tiny_config(tmp_path / "a", **changes)], log=lambda _: None)
-    train_runs([tiny_config(tmp_path / "b", max_steps=5, **changes)], log=lambda _: None)
+    stop = stop_after(monkeypatch, 5)
+    with pytest.raises(Interrupted):
+        train_runs([tiny_config(tmp_path / "b", **changes)], log=lambda _: None, stop=stop)
+    monkeypatch.undo()
     train_runs([tiny_config(tmp_path / "b", resume=True, **changes)], log=lambda _: None)
     a, b = load_file(tmp_path / "a/state.safetensors"), load_file(tmp_path / "b/state.safetensors")
     assert any(k.startswith("optim.grokfast") for k in a)

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _history(scale: float) -> list[dict]:
     return [{"step": s, "train_loss": scale / s, "val_loss": 2 * scale / s, "test_loss": None,
-             "train_acc": min(1.0, s / 50), "val_acc": min(1.0, s / 200), "test_acc": None} for s in (1, 3, 10, 30, 100)]
+             "train_acc": min(1.0, s / 50), "val_acc": min(1.0, s / 200), "test_acc": None}
+            for s in (1, 3, 10, 30, 100)]
 
 
 def test_training_plotting_and_analysis_leave_the_backend_and_pyplot_alone(tmp_path):

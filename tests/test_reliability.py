@@ -16,6 +16,7 @@ import pytest
 from groklab import checkpoint as ckpt
 from groklab.cli import main
 from groklab.errors import GroklabError
+from groklab.rundir import saved_step
 from groklab.train import train_runs
 from helpers import same_tensors, tiny_config
 
@@ -60,7 +61,7 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
             break
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        kills.append(ckpt.saved_step(tmp_path / "killed"))
+        kills.append(saved_step(tmp_path / "killed"))
     if not (tmp_path / "killed" / "summary.json").exists():  # a kill can land after the run has finished
         last = groklab(*cmd)
         assert last.wait() == 0, last.stderr.read()
@@ -89,7 +90,7 @@ def test_a_kill_between_the_last_checkpoints_two_files_resumes_bit_identical(tmp
 
     def killing(name, real):
         def save(*args, **kwargs):
-            if inspect.signature(real).bind(*args, **kwargs).arguments["step"] == 12:
+            if inspect.signature(real).bind(*args, **kwargs).arguments["meta"]["step"] == 12:
                 writes.append(name)
                 if len(writes) == 2:
                     raise Killed(name)
@@ -101,7 +102,7 @@ def test_a_kill_between_the_last_checkpoints_two_files_resumes_bit_identical(tmp
     with pytest.raises(Killed):
         train_runs([cfg], log=lambda _: None)
     monkeypatch.undo()
-    saved = ckpt.saved_step(tmp_path / "killed")
+    saved = saved_step(tmp_path / "killed")
     train_runs([cfg.replace(resume=True)], log=lambda _: None)
 
     assert_same_run(tmp_path / "ref", tmp_path / "killed")
@@ -145,7 +146,7 @@ def test_torn_and_foreign_files_are_reported_not_loaded(tmp_path, capsys, reliab
         return str(err.value)
 
     state = (run / "state.safetensors").read_bytes()
-    assert "truncated or foreign" in attempt("state.safetensors cut in half (a torn write)",
+    assert "does not match its checksum" in attempt("state.safetensors cut in half (a torn write)",
                                              lambda: (run / "state.safetensors").write_bytes(state[: len(state) // 2]))
     assert "not a groklab checkpoint" in attempt(
         "state.safetensors replaced by the weights file (a foreign safetensors file)",

@@ -300,7 +300,8 @@ def test_reproduce_ends_by_writing_the_report(sweep, monkeypatch):
     from groklab import reproduce
 
     trained = []
-    monkeypatch.setattr(reproduce, "run_sweep", lambda spec, folder, *a, **k: trained.append(folder) or {"failed": 0})
+    monkeypatch.setattr(reproduce, "run_sweep",
+                        lambda spec, folder, *a, **k: trained.append(folder.path) or {"failed": 0})
 
     def tables(study, folder):
         (folder / "tables.md").write_text("the tables")
@@ -319,15 +320,16 @@ def test_reproduce_compiles_the_full_study_on_a_gpu_only(tmp_path, monkeypatch):
 
     given = []
     monkeypatch.setattr(reproduce, "run_sweep", lambda spec, folder, overrides, **k: given.append(overrides) or {})
-    monkeypatch.setattr(reproduce, "write_tables", lambda study, folder: folder / "t.md")
+    monkeypatch.setattr(reproduce, "write_tables", lambda study, folder: tmp_path / "t.md")
     monkeypatch.setattr(reproduce, "write_report", lambda folder, echo: None)
     (tmp_path / "t.md").write_text("")
+    study = tmp_path / "study"
     for device in ("cpu", "cuda"):
         monkeypatch.setattr(reproduce, "resolve_device", lambda name, d=device: torch.device(d))
-        reproduce.reproduce("seed-000", tmp_path, echo=lambda _: None)
-        reproduce.reproduce("seed-000", tmp_path, quick=True, echo=lambda _: None)
-        reproduce.reproduce("seed-000", tmp_path, overrides={"compile": False}, echo=lambda _: None)
-        reproduce.reproduce("seed-000", tmp_path, backend="ray", echo=lambda _: None)
+        reproduce.reproduce("seed-000", study, echo=lambda _: None)
+        reproduce.reproduce("seed-000", study, quick=True, echo=lambda _: None)
+        reproduce.reproduce("seed-000", study, overrides={"compile": False}, echo=lambda _: None)
+        reproduce.reproduce("seed-000", study, backend="ray", echo=lambda _: None)
     compiled = [o.get("compile") for o in given]
     # the CPU never by default; on a GPU the full study, unless told otherwise (or sent to Ray's workers)
     assert compiled == [None, None, False, None, True, None, False, None]
@@ -339,7 +341,7 @@ def test_a_moved_sweep_folder_still_reports_its_runs(sweep, tmp_path, capsys):
     gone = tmp_path / "gone"  # where the sweep was trained, as sweep.json recorded it
     (moved / "sweep.json").write_text((moved / "sweep.json").read_text().replace(str(sweep), str(gone)))
     assert main(["report", str(moved)]) == 0
-    from groklab.results import collect
+    from groklab.sweepdir import collect
 
     statuses = [r["status"] for r in collect(moved)[0]]
     assert statuses == [r["status"] for r in collect(sweep)[0]] and "done" in statuses

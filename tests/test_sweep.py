@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from groklab import checkpoint as ckpt
+from groklab.rundir import saved_step
 from groklab import results
 from groklab.cli import main
 from groklab.sweep import run_sweep
@@ -182,7 +183,7 @@ def test_a_sweep_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
         # (one run saved at step N, another still at N - 25) is survived too, but those runs then resume in
         # separate groups, and a group of one takes the single-run kernels: equal to rounding, not to the bit
         try:
-            if len(states) == 4 and len({ckpt.saved_step(p.parent) for p in states}) == 1:
+            if len(states) == 4 and len({saved_step(p.parent) for p in states}) == 1:
                 break
         except ckpt.CheckpointError:  # caught mid-rename: look again
             pass

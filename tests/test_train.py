@@ -6,9 +6,11 @@ from safetensors.torch import load_file
 
 from groklab import checkpoint as ckpt
 from groklab.errors import GroklabError
+from groklab.interrupts import Interrupted
 from groklab.metrics import steps_to_stay_above
+from groklab.rundir import saved_step
 from groklab.train import eval_steps, train_runs
-from tests.helpers import tiny_config
+from tests.helpers import stop_after, tiny_config
 
 
 def _quiet(_msg):
@@ -50,13 +52,17 @@ def test_run_directory_has_everything(tmp_path):
     assert "h.0.attn.c_attn.weight" in weights
 
 
-def test_resume_is_exact(tmp_path):
-    """12 steps straight == 5 steps, a restart, then the rest: same weights and metrics, bit for bit."""
+def test_resume_is_exact(tmp_path, monkeypatch):
+    """12 steps straight == 5 steps, an interrupt, then the same command: same weights and metrics, bit for
+    bit (step 5 is no evaluation step, so the stop saves a checkpoint of its own)."""
     straight = tiny_config(tmp_path / "a")
     train_runs([straight], log=_quiet)
-    first = tiny_config(tmp_path / "b", max_steps=5)
-    train_runs([first], log=_quiet)
-    train_runs([tiny_config(tmp_path / "b", resume=True)], log=_quiet)
+    stop = stop_after(monkeypatch, 4)
+    with pytest.raises(Interrupted, match="at step 4"):
+        train_runs([tiny_config(tmp_path / "b")], log=_quiet, stop=stop)
+    monkeypatch.undo()
+    assert saved_step(tmp_path / "b") == 4 and [r["step"] for r in _metrics(tmp_path / "b")] == [1, 2]
+    train_runs([tiny_config(tmp_path / "b")], log=_quiet)
     a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -65,14 +71,18 @@ def test_resume_is_exact(tmp_path):
     assert strip(_metrics(tmp_path / "a")) == strip(_metrics(tmp_path / "b"))
 
 
-def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
+def test_a_finished_run_is_never_trained_again_nor_resumed_with_changes(tmp_path):
     cfg = tiny_config(tmp_path / "run", max_steps=2)
-    train_runs([cfg], log=_quiet)
-    with pytest.raises(GroklabError, match="already holds a run"):
-        train_runs([cfg], log=_quiet)
+    [first] = train_runs([cfg], log=_quiet)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    for again in (cfg, cfg.replace(resume=True)):  # the same command, or --resume: its result, nothing trained
+        [same] = train_runs([again], log=_quiet)
+        assert same["already"] and same["steps"] == first["steps"] and same["final"] == first["final"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
     with pytest.raises(GroklabError, match="nothing to resume"):
         train_runs([tiny_config(tmp_path / "new", resume=True)], log=_quiet)
-    with pytest.raises(GroklabError, match="cannot resume with weight_decay"):
+    with pytest.raises(GroklabError, match=r"holds a run with weight_decay=0.1, and this command asks for "
+                                           r"weight_decay=0.5"):
         train_runs([tiny_config(tmp_path / "run", resume=True, weight_decay=0.5)], log=_quiet)
 
 
@@ -109,8 +119,8 @@ def test_memorises_seed_003_sanity_text(tmp_path):
 def test_checkpoint_files_are_safetensors_with_format(tmp_path):
     train_runs([tiny_config(tmp_path / "run", max_steps=3)], log=_quiet)
     weights, meta = ckpt.load_weights(tmp_path / "run/model.safetensors")
-    assert meta["step"] == 3
-    _, optim, state_meta = ckpt.load_state(tmp_path / "run")
+    assert meta["step"] == 3 and meta["model"]["n_embd"] == 16 and meta["vocab"]["kind"] == "char"
+    _, optim, state_meta = ckpt.load_state(tmp_path / "run/state.safetensors")
     assert set(optim) == {"exp_avg", "exp_avg_sq"} and state_meta["step"] == 3
 
 
@@ -125,7 +135,7 @@ def test_early_stop_once_grokked_for_k_evaluations(tmp_path, monkeypatch):
     [summary] = train_runs([cfg], log=_quiet)
     assert [r["step"] for r in _metrics(tmp_path / "run")] == eval_steps(1000, 3)[:3]
     assert summary["steps"] == eval_steps(1000, 3)[2]
-    assert ckpt.load_state(tmp_path / "run")[2]["step"] == summary["steps"]
+    assert saved_step(tmp_path / "run") == summary["steps"]
 
 
 def test_accuracy_and_eval_loss_score_the_answer_even_when_training_on_every_token(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from groklab.cli import main
 from groklab.train import train_runs
-from helpers import tiny_config
+from helpers import stop_after, tiny_config
 
 wandb = pytest.importorskip("wandb")
 
@@ -32,13 +32,17 @@ seed = [1, 2, 3]
 """
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
+def _offline_env(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))  # nothing written to $HOME
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    _offline_env(monkeypatch, tmp_path)
 
 
 def records(path: Path) -> list:
@@ -126,15 +130,21 @@ def test_a_sweep_is_one_wandb_group_with_one_run_per_groklab_run(tmp_path):
         assert ("steps_to_memorise" in r["summary"]) == (summary["steps_to_memorise"] is not None)
 
 
-def test_a_resumed_run_continues_its_wandb_run(tmp_path):
-    first = tiny_config(tmp_path / "run", max_steps=5, wandb=True, wandb_group="g")
-    train_runs([first], log=lambda _: None)
-    [before] = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    train_runs([tiny_config(tmp_path / "run", wandb=True, wandb_group="g", resume=True)], log=lambda _: None)
-    folders = sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert before.exists() and len(folders) == 2
-    ids = {p.stem.removeprefix("run-") for p in folders}
-    assert len(ids) == 1  # one W&B run: `wandb sync` puts both parts together
-    steps = [[items(r.history.item)["step"] for r in finished_records(p) if r.WhichOneof("record_type") == "history"]
-             for p in folders]
-    assert steps == [[1, 2, 5], [10, 12]]  # the second part goes on from the checkpoint at step 5
+def test_an_interrupted_run_is_finished_as_such_and_resumed_into_the_same_wandb_run(tmp_path, monkeypatch):
+    from groklab.interrupts import Interrupted
+
+    cfg = tiny_config(tmp_path / "run", wandb=True, wandb_group="g")
+    with pytest.raises(Interrupted):
+        train_runs([cfg], log=lambda _: None, stop=stop_after(monkeypatch, 4))
+    monkeypatch.undo()
+    _offline_env(monkeypatch, tmp_path)
+    train_runs([cfg], log=lambda _: None)  # the same command resumes it
+    files = sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and len({p.stem for p in files}) == 1  # one W&B run id: `wandb sync` joins the parts
+    parts = [finished_records(p) for p in files]
+    steps = [[items(r.history.item)["step"] for r in part if r.WhichOneof("record_type") == "history"]
+             for part in parts]
+    assert steps == [[1, 2], [5, 10, 12]]  # the second part goes on from the checkpoint at step 4
+    summaries = [{k: v for r in part if r.WhichOneof("record_type") == "summary"
+                  for k, v in items(r.summary.update).items()} for part in parts]
+    assert summaries[0]["status"] == "interrupted" and summaries[1]["status"] == "done"

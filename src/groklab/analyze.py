@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from groklab import checkpoint as ckpt
+from groklab import rundir
+from groklab.loadrun import find_run_dir
 from groklab.config import RunConfig
 from groklab.data import parse_equation, read_equation_file
 from groklab.errors import GroklabError
@@ -32,8 +34,7 @@ from groklab.model import GPT
 from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, new_figure, save_figure
 from groklab.tokenizer import NumberTokenizer, load_tokenizer
 
-SNAPSHOT_DIR = "snapshots"
-ANALYSIS_FILE = "analysis.json"
+SNAPSHOT_DIR, ANALYSIS_FILE = rundir.SNAPSHOT_DIR, rundir.ANALYSIS_FILE
 
 
 def fourier_norms(emb: torch.Tensor) -> torch.Tensor:
@@ -97,7 +98,7 @@ def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
         m = re.fullmatch(r"step_(\d+)\.safetensors", path.name)
         if m:
             found.append((int(m.group(1)), path))
-    final = run_dir / ckpt.WEIGHTS_FILE
+    final = run_dir / rundir.WEIGHTS_FILE
     if final.exists():
         step = int(ckpt.load_weights(final)[1].get("step", 0))
         if step not in {s for s, _ in found}:
@@ -107,15 +108,15 @@ def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
 
 def _train_pairs(run_dir: Path, symbol: str) -> torch.Tensor:
     """(a, b) of the run's train equations with this operation, read back as the run stored them."""
-    equations = [parse_equation(line) for line in read_equation_file(run_dir / "data" / "train.txt")]
+    equations = [parse_equation(line) for line in read_equation_file(run_dir / rundir.DATA_DIR / "train.txt")]
     return torch.tensor([(a, b) for a, op, b, _ in equations if op == symbol], dtype=torch.long).view(-1, 2)
 
 
 def analyze(path: str | Path) -> dict:
     """Compute the measures over the run's snapshots, write analysis.json and the plots beside the run."""
-    run_dir = ckpt.find_run_dir(path)
-    cfg = RunConfig.from_dict(ckpt.read_json(run_dir / ckpt.CONFIG_FILE)["config"])
-    tok = load_tokenizer(run_dir / "vocab.json")
+    run_dir = find_run_dir(path)
+    cfg = rundir.read_config(run_dir).cfg
+    tok = load_tokenizer(run_dir / rundir.VOCAB_FILE)
     if not isinstance(tok, NumberTokenizer):
         raise GroklabError(f"{run_dir}: analyze needs one token per number (the run used the {tok.kind} "
                            "tokenizer); train with --tokenizer number")
@@ -150,8 +151,7 @@ def analyze(path: str | Path) -> dict:
               "fourier_norms": [round(float(x), 6) for x in norms], "over_training": rows,
               "restricted_excluded": "computed" if addition else "only for modular addition ('+')"}
     write_json(run_dir / ANALYSIS_FILE, result)
-    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] \
-        if (run_dir / "metrics.jsonl").exists() else []
+    metrics = rundir.read_metrics(run_dir)
     result["plots"] = [str(x) for x in _plot(result, metrics, run_dir)]
     return result
 
@@ -167,7 +167,7 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     ax.set_title("Fourier spectrum of the number embeddings (key frequencies highlighted: "
                  + ", ".join(map(str, keys)) + ")", fontsize=9)
     fig.tight_layout()
-    spectrum = save_figure(fig, run_dir / "analysis_fourier.png", dpi=120)
+    spectrum = save_figure(fig, rundir.analysis_outputs(run_dir)[1][0], dpi=120)
 
     rows = result["over_training"]
     steps = [r["step"] for r in rows]
@@ -197,4 +197,4 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
     bottom.legend(loc="upper left", fontsize=8)
     twin.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    return [spectrum, save_figure(fig, run_dir / "analysis_progress.png", dpi=120)]
+    return [spectrum, save_figure(fig, rundir.analysis_outputs(run_dir)[1][1], dpi=120)]

@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from groklab import __version__
 from groklab.cli_args import add_config_flags, config_from_args, given_fields
 from groklab.config import RunConfig
 from groklab.errors import GroklabError
 from groklab.extras import check_run_options
 from groklab.presets import main_job_config
+from groklab.sweep_spec import MAX_RUNS
 
 
 def _data_cmd(args: argparse.Namespace) -> int:
@@ -57,50 +56,68 @@ def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
     raise GroklabError(f"{path}: no such file or directory")
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise GroklabError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise GroklabError("--seeds: give at least one seed, e.g. --seeds 42,123,456")
+    if len(set(seeds)) != len(seeds):
+        raise GroklabError("--seeds: each seed once")
+    return seeds
+
+
+def _result_line(s: dict, plot: bool) -> str:
+    """What a finished (or already finished) run says at the end."""
+    if s.get("status") == "failed":
+        hint = "" if s.get("already") is None else "; add --resume to train it again from its last finite checkpoint"
+        return f"{s['run_dir']}: failed: {s['reason']}{hint}"
+    grok = s["steps_to_grok"]
+    status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None
+              else f"did not grok (val acc never stayed ≥ {s['threshold']})")
+    final = s["final"]
+    line = (f"{s['run_dir']}: {status} · final train acc {final['train_acc']:.4f}, val acc {final['val_acc']:.4f} · "
+            f"{s['steps']:,} steps in {s['wall_time_s']:.0f} s")
+    if plot and (Path(s["run_dir"]) / "curves.png").exists():
+        line += f" · curves: {Path(s['run_dir']) / 'curves.png'}"
+    if s.get("already"):
+        line += " · already finished: nothing trained (another --out_dir starts a new run)"
+    return line
+
+
 def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -> int:
     from groklab.groups import train_many
-    from groklab.train import unfinished
+    from groklab.sweepdir import claim_seeds_folder
 
     cfg = _positional_source(getattr(args, "path", None), config_from_args(args, base))
     if not cfg.data.has_source:
         raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
+    check_run_options([cfg.train])  # before anything is written (--seeds changes only seed and out_dir)
+    command = ["groklab", *argv]
     configs = [cfg]
+    seeds_folder = None
     if args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise GroklabError(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise GroklabError("--seeds: each seed once")
         out = Path(cfg.train.out_dir)
-        configs = [cfg.replace(seed=s, out_dir=str(out / f"seed{s}")) for s in seeds]
-    for i, c in enumerate(configs):  # the same command after a kill continues the run
-        step = None if c.train.resume else unfinished(c.train.out_dir)
-        if step is not None:
-            print(f"{c.train.out_dir} holds this run, stopped at step {step:,}: resuming it "
-                  "(a different --out_dir starts anew)", file=sys.stderr)
-            configs[i] = c.replace(resume=True)
-    check_run_options(c.train for c in configs)  # before anything is written
-    summaries = train_many(configs, argv=["groklab", *argv])
+        configs = [cfg.replace(seed=s, out_dir=str(out / f"seed{s}")) for s in _seeds(args.seeds)]
+        seeds_folder = claim_seeds_folder(out, configs, command)
+    try:
+        summaries = train_many(configs, argv=command)
+    finally:
+        if seeds_folder is not None:
+            seeds_folder.close()
     for s in summaries:
-        if s.get("status") == "failed":  # went non-finite (its failed.json says when); the others went on
-            print(f"{s['run_dir']}: failed: {s['reason']}", file=sys.stderr)
-            continue
-        grok = s["steps_to_grok"]
-        status = (f"grokked at step {grok:,} (val acc ≥ {s['threshold']} from then on)" if grok is not None
-                  else f"did not grok (val acc never stayed ≥ {s['threshold']})")
-        final = s["final"]
-        print(f"{s['run_dir']}: {status} · final train acc "
-              f"{final['train_acc']:.4f}, val acc {final['val_acc']:.4f} · {s['steps']:,} steps in "
-              f"{s['wall_time_s']:.0f} s · curves: {Path(s['run_dir']) / 'curves.png'}")
+        print(_result_line(s, cfg.train.plot), file=sys.stderr if s.get("status") == "failed" else sys.stdout)
     return 1 if any(s.get("status") == "failed" for s in summaries) else 0
 
 
 def _sample_cmd(args: argparse.Namespace) -> int:
+    import torch
+
+    from groklab.device import resolve_device
     from groklab.sample import complete, interactive, load_run, prompts_from
 
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    run = load_run(args.run, device)
+    run = load_run(args.run, resolve_device(args.device))
     if not -(2**63) <= args.seed < 2**64:
         raise GroklabError(f"--seed must fit in 64 bits, got {args.seed}")
     gen = torch.Generator().manual_seed(args.seed)
@@ -122,9 +139,10 @@ def _sample_cmd(args: argparse.Namespace) -> int:
 
 
 def _evaluate_cmd(args: argparse.Namespace) -> int:
+    from groklab.device import resolve_device
     from groklab.sample import evaluate_split, load_run
 
-    run = load_run(args.run, "cuda" if args.device == "cuda" else "cpu")
+    run = load_run(args.run, resolve_device(args.device))
     for split in args.split.split(","):
         r = evaluate_split(run, split.strip())
         print(json.dumps(r) if args.json else
@@ -138,10 +156,11 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.sweep_spec import load_spec
 
     spec = load_spec(args.spec)
-    check_run_options(p.config.train for p in spec.expand(given_fields(args)))  # before anything is written
+    check_run_options(p.config.train for p in spec.expand(given_fields(args), max_runs=args.max_runs,
+                                                          echo=lambda _: None))  # before anything is written
     counts = run_sweep(spec, args.out, given_fields(args), backend=args.backend, address=args.address,
                        gpus_per_group=args.gpus_per_group, retry_failed=args.retry_failed, max_group=args.max_group,
-                       concurrent_groups=args.concurrent_groups, argv=["groklab", *argv])
+                       concurrent_groups=args.concurrent_groups, argv=["groklab", *argv], max_runs=args.max_runs)
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -151,7 +170,7 @@ def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_run_options([args])  # the flags: the studies themselves ask for no extra
     counts = reproduce(args.study, args.out, quick=args.quick, overrides=given_fields(args), backend=args.backend,
                        address=args.address, gpus_per_group=args.gpus_per_group, max_group=args.max_group,
-                       concurrent_groups=args.concurrent_groups, argv=["groklab", *argv])
+                       concurrent_groups=args.concurrent_groups, argv=["groklab", *argv], max_runs=args.max_runs)
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -166,16 +185,42 @@ def _report_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least(low: float, kind: type = int):
+    """An argparse type: a number of `kind` >= low (a negative --max_group trained nothing and exited 0)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: engine groups one after another in this process (default); ray: groups as Ray "
                         "tasks, on this machine or a cluster (pip install 'groklab[ray]')")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--gpus_per_group", "--gpus-per-group", type=float, default=1.0,
+    p.add_argument("--gpus_per_group", "--gpus-per-group", type=_positive, default=1.0,
                    help="Ray: the GPU share each group asks for, e.g. 0.25 packs four groups on a GPU (default 1)")
-    p.add_argument("--max_group", "--max-group", type=int, default=None,
+    p.add_argument("--max_group", "--max-group", type=_at_least(1), default=None,
                    help="at most this many runs in one engine group (default: as many as fit)")
-    p.add_argument("--concurrent_groups", "--concurrent-groups", type=int, default=None,
+    p.add_argument("--max_runs", "--max-runs", type=_at_least(1), default=MAX_RUNS,
+                   help=f"refuse a spec that expands to more runs than this (default {MAX_RUNS:,})")
+    p.add_argument("--concurrent_groups", "--concurrent-groups", type=_at_least(1), default=None,
                    help="local backend: engine groups trained at once, each in its own thread and CUDA stream "
                         "(default: 1 on a CPU; on a GPU up to 8, each captured before any trains)")
 
@@ -287,40 +332,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _console_never_crashes() -> None:
+    """A terminal whose locale cannot show '≥' or '·' gets an escape, not a crash after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import shlex
+    import signal
+    import threading
+
+    from groklab.interrupts import Interrupted, StopNow, raise_stop_now
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    _console_never_crashes()
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = shlex.join(["groklab", *argv])
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, raise_stop_now)  # training loops install their own
     try:
-        if args.command == "data":
-            return _data_cmd(args)
-        if args.command == "train":
-            return _train_cmd(args, RunConfig(), argv)
-        if args.command == "run":
-            return _train_cmd(args, main_job_config(), argv)
-        if args.command == "sweep":
-            return _sweep_cmd(args, argv)
-        if args.command == "reproduce":
-            return _reproduce_cmd(args, argv)
-        if args.command == "report":
-            return _report_cmd(args)
-        if args.command == "sample":
-            return _sample_cmd(args)
-        if args.command == "analyze":
-            return _analyze_cmd(args)
-        if args.command == "evaluate":
-            return _evaluate_cmd(args)
-        if args.command == "export":
-            return _export_cmd(args)
+        return _dispatch(args, argv)
     except GroklabError as exc:
+        if isinstance(exc, Interrupted):
+            print(f"groklab: {exc}; run the same command to resume: {command}", file=sys.stderr)
+            return exc.exit_code
         print(f"groklab: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an output folder that cannot be made: the system's words name the path
         print(f"groklab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("groklab: interrupted", file=sys.stderr)
+        print("groklab: interrupted; what was saved is intact (files are replaced whole, the resume point "
+              f"last); run the same command to go on: {command}", file=sys.stderr)
         return 130
+    except StopNow as exc:
+        print(f"groklab: stopped by {exc}; what was saved is intact; run the same command to go on: {command}",
+              file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "data":
+        return _data_cmd(args)
+    if args.command == "train":
+        return _train_cmd(args, RunConfig(), argv)
+    if args.command == "run":
+        return _train_cmd(args, main_job_config(), argv)
+    if args.command == "sweep":
+        return _sweep_cmd(args, argv)
+    if args.command == "reproduce":
+        return _reproduce_cmd(args, argv)
+    if args.command == "report":
+        return _report_cmd(args)
+    if args.command == "sample":
+        return _sample_cmd(args)
+    if args.command == "analyze":
+        return _analyze_cmd(args)
+    if args.command == "evaluate":
+        return _evaluate_cmd(args)
+    if args.command == "export":
+        return _export_cmd(args)
     return 2
 
 

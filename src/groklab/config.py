@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import json
 import types
 import typing
@@ -18,9 +20,17 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from groklab.errors import GroklabError
 
 
-def doc(help: str, *aliases: str, **extra: Any) -> dict[str, Any]:
-    """Field metadata: help text and alternative flag names (without dashes)."""
-    return {"help": help, "aliases": aliases, **extra}
+# What a field is to a run (metadata["role"]): "is" changes the numbers (data, model, optimizer, seed, batch,
+# budget, evaluation schedule): a resume refuses any change to it. "source" says where the data comes from:
+# a resume compares the data's content, not these spellings. "how" is how the run executes (device, progress,
+# folder, ...): it may change between a run and its resume, which meta.json records.
+ROLES = ("is", "source", "how")
+
+
+def doc(help: str, *aliases: str, role: str = "is", **extra: Any) -> dict[str, Any]:
+    """Field metadata: help text, alternative flag names (without dashes) and the field's role (ROLES)."""
+    assert role in ROLES, role
+    return {"help": help, "aliases": aliases, "role": role, **extra}
 
 
 class ConfigError(GroklabError):
@@ -30,6 +40,15 @@ class ConfigError(GroklabError):
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")
+
+
+def _finite(section: Any) -> None:
+    """Every float field is a finite number: inf would be accepted by a bound like lr > 0 and only show up as
+    a run gone non-finite, or as config.json that is not JSON."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float):
+            _require(math.isfinite(value), f.name, f"must be a finite number, got {value}")
 
 
 def _at_most(value: int, limit: int, name: str) -> None:
@@ -81,6 +100,7 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        _finite(self)
         _require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")
         _require(self.n_head >= 1, "n_head", f"must be at least 1, got {self.n_head}")
         _require(self.n_embd >= 1, "n_embd", f"must be at least 1, got {self.n_embd}")
@@ -101,25 +121,32 @@ class DataConfig:
     """Where the equations come from and how they are tokenised and masked."""
 
     data_dir: str | None = field(
-        default=None, metadata=doc("folder with train.txt/val.txt[/test.txt] (as `groklab data` writes it)")
+        default=None, metadata=doc("folder with train.txt/val.txt[/test.txt] (as `groklab data` writes it)",
+                                   role="source")
     )
     text_file: str | None = field(
-        default=None, metadata=doc("plain text to memorise (seed 003's sanity run); loss on every token")
+        default=None, metadata=doc("plain text to memorise (seed 003's sanity run); loss on every token",
+                                   role="source")
     )
     operators: str | None = field(
-        default=None, metadata=doc("build equations on the fly for these ops, e.g. '/' or '+,-'", "op", "ops")
+        default=None, metadata=doc("build equations on the fly for these ops, e.g. '/' or '+,-'", "op", "ops",
+                                   role="source")
     )
-    prime: int | None = field(default=None, metadata=doc("modulus p for on-the-fly data", "p"))
+    prime: int | None = field(default=None, metadata=doc("modulus p for on-the-fly data", "p", role="source"))
     num_samples: int | None = field(
-        default=None, metadata=doc("on-the-fly data: N distinct random equations instead of all pairs")
+        default=None, metadata=doc("on-the-fly data: N distinct random equations instead of all pairs",
+                                   role="source")
     )
     train_fraction: float | None = field(
-        default=None, metadata=doc("on-the-fly data: train share (default 0.7, or 0.4 with num_samples)")
+        default=None, metadata=doc("on-the-fly data: train share (default 0.7, or 0.4 with num_samples)",
+                                   role="source")
     )
     val_fraction: float | None = field(
-        default=None, metadata=doc("on-the-fly data: val share (default 0.15, or 0.4 with num_samples)")
+        default=None, metadata=doc("on-the-fly data: val share (default 0.15, or 0.4 with num_samples)",
+                                   role="source")
     )
-    data_seed: int = field(default=0, metadata=doc("seed of the train/val/test split (not the model's seed)"))
+    data_seed: int = field(default=0, metadata=doc("seed of the train/val/test split (not the model's seed)",
+                                                   role="source"))
     tokenizer: TokenizerKind = field(
         default="char", metadata=doc("'char': one token per character (the seeds); 'number': one per number")
     )
@@ -133,6 +160,7 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
+        _finite(self)
         sources = [s for s in (self.data_dir, self.text_file, self.operators) if s is not None]
         _require(len(sources) <= 1, "data", "give only one of --data_dir, a text file, or --operators/--prime")
         _require(
@@ -204,6 +232,7 @@ class OptimConfig:
         return self.learning_rate / 10 if self.min_lr is None else self.min_lr
 
     def __post_init__(self) -> None:
+        _finite(self)
         _require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}")
@@ -229,7 +258,8 @@ class OptimConfig:
 class TrainConfig:
     """The loop: steps, batches, evaluation schedule, checkpoints, output."""
 
-    out_dir: str = field(default="out/run", metadata=doc("run directory (config, metrics, weights, curves)"))
+    out_dir: str = field(default="out/run", metadata=doc("run directory (config, metrics, weights, curves)",
+                                                         role="how"))
     max_steps: int = field(default=5000, metadata=doc("optimizer steps", "max_iters"))
     batch_size: int = field(default=64, metadata=doc("examples per optimizer step (sampled with replacement)"))
     seed: int = field(default=42, metadata=doc("seed of model init and batch order (not the data split)"))
@@ -237,8 +267,10 @@ class TrainConfig:
         default=16, metadata=doc("log-spaced evaluations per decade of steps (plus the last step)")
     )
     eval_interval: int = field(default=0, metadata=doc("also evaluate every N steps (seed 003); 0 = off"))
-    log_interval: int = field(default=0, metadata=doc("print the batch loss every N steps; 0 = only at evals"))
-    checkpoint_interval: int = field(default=1000, metadata=doc("save the loop state every N steps (and at the end)"))
+    log_interval: int = field(default=0, metadata=doc("print the batch loss every N steps; 0 = only at evals",
+                                                       role="how"))
+    checkpoint_interval: int = field(default=1000, metadata=doc("save the loop state every N steps (and at the end)",
+                                                                 role="how"))
     grok_threshold: float = field(default=0.99, metadata=doc("val accuracy that counts as grokked (steps_to_grok)"))
     snapshots_per_decade: int = field(
         default=0, metadata=doc("keep the weights at this many log-spaced steps a decade in OUT_DIR/snapshots "
@@ -247,33 +279,39 @@ class TrainConfig:
     early_stop_evals: int = field(
         default=0, metadata=doc("stop once val accuracy has stayed >= grok_threshold for this many evaluations; 0 = off")
     )
-    device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'"))
-    cuda_graph: bool = field(default=True, metadata=doc("on a GPU, run each training step as one captured CUDA graph"))
-    compile: bool = field(default=False, metadata=doc("torch.compile the loss and optimizer (fuses kernels; slow start)"))
-    resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint"))
-    progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)"))
-    plot: bool = field(default=True, metadata=doc("write curves.png at the end"))
+    device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'", role="how"))
+    cuda_graph: bool = field(default=True, metadata=doc("on a GPU, run each training step as one captured CUDA graph",
+                                                        role="how"))
+    compile: bool = field(default=False, metadata=doc("torch.compile the loss and optimizer (fuses kernels; slow start)",
+                                                      role="how"))
+    resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint (the same "
+                                                     "command does that too; --resume also insists there is one)",
+                                                     role="how"))
+    progress: bool = field(default=True, metadata=doc("show a progress bar (off when not a terminal)", role="how"))
+    plot: bool = field(default=True, metadata=doc("write curves.png at the end", role="how"))
     tensorboard: bool = field(default=False, metadata=doc(
         "write TensorBoard event files to OUT_DIR/tb at each evaluation: losses, accuracies, weight norm, "
-        "learning rate (pip install 'groklab[tb]')"))
+        "learning rate (pip install 'groklab[tb]')", role="how"))
     wandb: bool = field(default=False, metadata=doc(
         "log each run to Weights & Biases as a W&B run of its own: its config, every evaluation, the grokking "
-        "summary; a sweep's runs form one W&B group (pip install 'groklab[wandb]')"))
-    wandb_project: str = field(default="groklab", metadata=doc("W&B project the runs are logged to"))
+        "summary; a sweep's runs form one W&B group (pip install 'groklab[wandb]')", role="how"))
+    wandb_project: str = field(default="groklab", metadata=doc("W&B project the runs are logged to", role="how"))
     wandb_group: str = field(default="", metadata=doc("W&B group of the runs; default: the sweep's name in a sweep, "
-                                                      "none for a single run"))
+                                                      "none for a single run", role="how"))
     wandb_mode: WandbMode | None = field(default=None, metadata=doc(
         "W&B mode: 'online', 'offline' (files in OUT_DIR/wandb, uploaded later with `wandb sync`) or 'disabled'; "
-        "default: the WANDB_MODE environment variable, else online"))
+        "default: the WANDB_MODE environment variable, else online", role="how"))
 
     def __post_init__(self) -> None:
+        _finite(self)
         _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
         _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
         _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
         for name, limit in (("max_steps", 10**12), ("batch_size", 2**20), ("eval_points_per_decade", 1000),
                             ("snapshots_per_decade", 1000)):
             _at_most(getattr(self, name), limit, name)
-        _require(-(2**63) <= self.seed < 2**64, "seed", f"must fit in 64 bits (torch's seeds), got {self.seed}")
+        _require(-(2**63) <= self.seed < 2**63, "seed",
+                 f"must fit in 64 bits (a signed int64, as the engine holds seeds), got {self.seed}")
         _require(
             self.eval_points_per_decade >= 1,
             "eval_points_per_decade",
@@ -337,8 +375,10 @@ SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "o
                                     "train": TrainConfig}
 
 
+@functools.cache
 def _field_table() -> dict[str, tuple[str, str, Any]]:
-    """Flat name or alias -> (section, field name, type)."""
+    """Flat name or alias -> (section, field name, type). Built once: a sweep of thousands of runs asks for it
+    per field per run."""
     table: dict[str, tuple[str, str, Any]] = {}
     for section, cls in SECTION_CLASSES.items():
         hints = get_type_hints(cls)
@@ -346,6 +386,24 @@ def _field_table() -> dict[str, tuple[str, str, Any]]:
             for name in (f.name, *f.metadata.get("aliases", ())):
                 table[name] = (section, f.name, hints[f.name])
     return table
+
+
+@functools.cache
+def field_roles() -> dict[str, str]:
+    """Canonical flat field name -> its role (ROLES)."""
+    return {f.name: f.metadata.get("role", "is") for cls in SECTION_CLASSES.values() for f in dataclasses.fields(cls)}
+
+
+def flat_fields(cfg: RunConfig) -> dict[str, Any]:
+    """Every field of every section, by its canonical flat name."""
+    return {f.name: getattr(getattr(cfg, section), f.name)
+            for section, cls in SECTION_CLASSES.items() for f in dataclasses.fields(cls)}
+
+
+def differences(old: RunConfig, new: RunConfig, roles: tuple[str, ...] = ("is", "source")) -> list[tuple[str, Any, Any]]:
+    """(field, old value, new value) for each field of these roles that differs, in declaration order."""
+    a, b, role = flat_fields(old), flat_fields(new), field_roles()
+    return [(k, a[k], b[k]) for k in a if role[k] in roles and a[k] != b[k]]
 
 
 def field_info(name: str) -> tuple[str, str, Any]:

@@ -21,7 +21,7 @@ from typing import BinaryIO, Sequence
 
 import groklab
 from groklab.errors import DataError
-from groklab.files import atomic_write, open_binary
+from groklab.files import atomic_write, open_binary, parse_json
 from groklab.ops import OPERATIONS, Operation, check_modulus, resolve_ops
 
 SPLITS = ("train", "val", "test")
@@ -392,7 +392,7 @@ def load_dataset_dir(
     manifest_path = root / "manifest.json"
     if files["train"].name != "train.txt" or not manifest_path.exists():
         return splits, None
-    manifest = _read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path)
     for s, path in files.items():
         digest = manifest["sha256"].get(path.name)
         if digest is not None and (not path.exists() or _sha256(path.read_bytes()) != digest):
@@ -404,14 +404,9 @@ def load_dataset_dir(
     return splits, manifest
 
 
-def _not_json(constant: str):
-    """NaN and Infinity are Python's extensions, not JSON: a manifest holding one was not written by groklab."""
-    raise ValueError(f"{constant} is not a JSON value")
-
-
-def _read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
     try:
-        m = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+        m = parse_json(path.read_text(encoding="utf-8"))
         ok = m["format"] == MANIFEST_FORMAT and _is_int(m["p"]) and m["p"] >= 2 and isinstance(m["sha256"], dict)
         ok = ok and all(o["symbol"] in OPERATIONS for o in m["ops"])
     except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deeply

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from groklab import data
 from groklab.config import DataConfig, ModelConfig
@@ -108,9 +107,11 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
     return RunData(tok, splits, lines, None, manifest, block, encode("answer", None))
 
 
-def stored_data_config(cfg: DataConfig, run_dir: Path) -> DataConfig:
-    """The same data, read back from the copy inside a run directory."""
-    data_dir = run_dir / "data"
-    if (data_dir / TEXT_FILE).exists():
-        return dataclasses.replace(cfg, data_dir=None, operators=None, prime=None, text_file=str(data_dir / TEXT_FILE))
-    return dataclasses.replace(cfg, data_dir=str(data_dir), operators=None, prime=None, text_file=None)
+def fingerprint(files: dict[str, str]) -> str:
+    """The content hash of a run's data: sha256 over its split files (or its text), by name. The manifest is
+    left out: it records the groklab version that wrote it, which is not part of the data."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        if name != "manifest.json":
+            h.update(name.encode() + b"\0" + files[name].encode("utf-8") + b"\0")
+    return h.hexdigest()

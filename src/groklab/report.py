@@ -14,9 +14,11 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import shlex
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,16 +26,14 @@ from pathlib import Path
 from typing import Any, Union
 
 import groklab
-from groklab import checkpoint as ckpt
-from groklab import plots
+from groklab import plots, rundir, sweepdir
 from groklab.config import SECTION_CLASSES, RunConfig
 from groklab.errors import GroklabError
-from groklab.files import atomic_write
+from groklab.files import DIR_MODE, atomic_write
 from groklab.tables import MISSING, md_table, mean_std, num, pct, seconds, steps
 
-REPORT_HTML = "report.html"
-REPORT_MD = "report.md"
-FILES_DIR = "report_files"
+REPORT_HTML, REPORT_MD, FILES_DIR = rundir.REPORT_FILES
+MARKER = "<!-- written by groklab report -->"  # the last line of report.md: how a rerun knows the files are ours
 SEED_AXIS = "seed"
 METRIC_KEYS = ("step", "elapsed_s", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 MAX_COMPARED = len(plots.SERIES_COLORS) * 2  # more settings than this in one panel is a tangle
@@ -126,13 +126,10 @@ class Run:
 
 def _load(folder: Path) -> tuple[dict | None, list[dict], list[Run]]:
     """(sweep header or None, experiments [{name, description, axes}], runs in the sweep's order)."""
-    from groklab.results import collect
-    from groklab.sweep import SWEEP_FILE, read_sweep
-
-    rows, evals = collect(folder)
+    rows, evals = sweepdir.collect(folder)
     header, params = None, {}
-    if (folder / SWEEP_FILE).exists():
-        header, sweep_runs = read_sweep(folder)
+    if (folder / sweepdir.SWEEP_FILE).exists():
+        header, sweep_runs = sweepdir.read_sweep(folder)
         params = {r.run_id: r.params for r in sweep_runs}
     histories: dict[str, list[dict]] = {}
     for e in evals:
@@ -140,12 +137,12 @@ def _load(folder: Path) -> tuple[dict | None, list[dict], list[Run]]:
     runs = []
     for row in rows:
         run_dir = Path(row["run_dir"])
-        meta = ckpt.read_json(run_dir / "meta.json") if (run_dir / "meta.json").exists() else {}
-        saved = ckpt.read_json(run_dir / ckpt.CONFIG_FILE) if (run_dir / ckpt.CONFIG_FILE).exists() else {}
-        config = saved.get("config") or _sweep_config(header, row["run_id"])
+        meta = rundir.read_meta(run_dir)
+        saved = rundir.read_config(run_dir) if (run_dir / rundir.CONFIG_FILE).exists() else None
+        config = saved.cfg.to_dict() if saved else _sweep_config(header, row["run_id"])
         runs.append(Run(row, params.get(row["run_id"], {}), sorted(histories.get(row["run_id"], []),
                                                                   key=lambda h: h["step"]),
-                        meta, saved.get("argv"), config))
+                        meta, saved.argv if saved else None, config))
     experiments = [dict(e) for e in header["experiments"]] if header else []
     for r in runs:  # runs of an earlier spec kept in the folder, or a single run folder
         if r.row["experiment"] not in {e["name"] for e in experiments}:
@@ -470,8 +467,10 @@ def build(folder: str | Path) -> tuple[str, list[Block]]:
         if members:
             blocks += _experiment(exp, members, figure, single)
     blocks += _runs_section(runs)
-    if header and (folder / "spec.toml").exists():
-        blocks.append(Details("The sweep spec (spec.toml)", [Code((folder / "spec.toml").read_text())]))
+    spec = folder / sweepdir.SPEC_FILE
+    if header and spec.exists():
+        text = spec.read_bytes().decode("utf-8", errors="replace")
+        blocks.append(Details(f"The sweep spec ({sweepdir.SPEC_FILE})", [Code(text)]))
     return title, blocks
 
 
@@ -562,7 +561,7 @@ def to_markdown(blocks: Sequence[Block], files_dir: str = FILES_DIR) -> str:
             return f"<details><summary>{html.escape(b.summary)}</summary>\n\n{inner}\n\n</details>"
         raise TypeError(b)
 
-    return "\n\n".join(render(b) for b in blocks) + "\n"
+    return "\n\n".join(render(b) for b in blocks) + f"\n\n{MARKER}\n"
 
 
 def _figures(blocks: Sequence[Block]) -> list[Figure]:
@@ -575,15 +574,40 @@ def _figures(blocks: Sequence[Block]) -> list[Figure]:
     return out
 
 
+def _refuse_foreign_report(folder: Path) -> None:
+    """An earlier report of ours is replaced; files of the same names that groklab did not write are not."""
+    md, page, files = folder / REPORT_MD, folder / REPORT_HTML, folder / FILES_DIR
+    ours_md = md.is_file() and (MARKER in md.read_bytes().decode("utf-8", "replace")[-200:]
+                                or b"groklab report" in md.read_bytes()[:200])  # 0.1's first line: its title
+    if (md.exists() and not ours_md) or (page.exists() and b"groklab report" not in page.read_bytes()[:2000]):
+        raise GroklabError(f"{folder} holds a {REPORT_MD} or {REPORT_HTML} that groklab did not write; move it away")
+    if files.exists() and (not files.is_dir() or not ours_md
+                           or any(not p.name.endswith(".png") or not p.is_file() for p in files.iterdir())):
+        raise GroklabError(f"{files} holds files groklab's report did not write; move them away")
+
+
 def write_report(folder: str | Path, echo: Callable[[str], None] | None = None) -> tuple[Path, Path]:
     """report.html (self-contained) and report.md with report_files/*.png, in `folder`; their paths."""
     folder = Path(folder)
     title, blocks = build(folder)
+    _refuse_foreign_report(folder)
     files = folder / FILES_DIR
-    if files.exists():
-        shutil.rmtree(files)  # figures of an earlier report: names may differ now
-    for f in _figures(blocks):
-        atomic_write(files / f.name, f.png, sync=False)
+    # the new figures go into a folder of their own, then replace the old one (names may differ now); a
+    # kill at any point leaves the earlier report's figures or these, plus at most a stray temp folder
+    fresh = Path(tempfile.mkdtemp(dir=folder, prefix=f".{FILES_DIR}.", suffix=".tmp"))
+    try:
+        for f in _figures(blocks):
+            atomic_write(fresh / f.name, f.png, sync=False)
+        os.chmod(fresh, DIR_MODE)  # as the umask makes folders (mkdtemp's are 0700)
+        if files.exists():
+            stale = files.with_name(f".{FILES_DIR}.old-{os.getpid()}.tmp")
+            os.replace(files, stale)
+            os.replace(fresh, files)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.replace(fresh, files)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
     atomic_write(folder / REPORT_MD, to_markdown(blocks))
     atomic_write(folder / REPORT_HTML, to_html(title, blocks))
     if echo is not None:

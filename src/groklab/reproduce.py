@@ -14,15 +14,14 @@ from typing import Any
 from groklab.errors import GroklabError
 from groklab.files import atomic_write
 from groklab.ops import OPERATIONS
+from groklab.device import resolve_device
 from groklab.report import write_report
-from groklab.results import collect
 from groklab.sweep import run_sweep
 from groklab.sweep_spec import SweepSpec, parse_spec
+from groklab.sweepdir import TABLES_FILE, SweepFolder, collect
 from groklab.tables import md_table as _table, mean_std as _mean_std, num as _num, pct as _pct, steps as _steps
-from groklab.train import resolve_device
 
 QUICK_DIVISOR = 50  # --quick: this many times fewer steps (seed 000: 2,000 instead of 100,000)
-TABLES_FILE = "tables.md"
 
 # What seed 000 reported (percentages as printed there; "train loss" was printed as a percentage too).
 SEED000_ADDSUB = {  # (op, p, layers) -> {seed: (train loss, train acc, test acc)}
@@ -192,9 +191,10 @@ def reproduce(study: str, out: str | Path | None = None, *, quick: bool = False,
         # on an H100: 9.6 min end to end; docs/benchmarks.md). `--compile false` turns it off.
         overrides["compile"] = True
     folder = Path(out or f"out/{study}" + ("-quick" if quick else ""))
-    counts = run_sweep(spec, folder, overrides, argv=argv, echo=echo, **backend)
-    path = write_tables(study, folder)
-    echo(path.read_text())
-    echo(f"tables written to {path}")
-    write_report(folder, echo=echo)
+    with SweepFolder(folder) as claimed:  # held through the tables and the report too
+        counts = run_sweep(spec, claimed, overrides, argv=argv, echo=echo, **backend)
+        path = write_tables(study, folder)
+        echo(path.read_text(encoding="utf-8"))
+        echo(f"tables written to {path}")
+        write_report(folder, echo=echo)
     return counts

@@ -1,105 +1,19 @@
-"""Load a run directory and generate: temperature, top-k, prompts, interactive mode, and split evaluation."""
+"""Generate from a loaded run (temperature, top-k, prompts, interactive mode) and evaluate it on its splits."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 
-from groklab import checkpoint as ckpt
-from groklab.config import RunConfig
-from groklab.data import _read_manifest
-from groklab.dataset import load_run_data, stored_data_config
+from groklab.dataset import load_run_data
 from groklab.engine import evaluate
 from groklab.errors import CheckpointError, GroklabError, TokenizerError
 from groklab.examples import stack
+from groklab.loadrun import LoadedRun, load_run  # noqa: F401  (the README's `groklab.sample.load_run`)
 from groklab.model import GPT
-from groklab.tokenizer import Tokenizer, load_tokenizer, make_tokenizer, tokenizer_from_dict
-
-
-@dataclass
-class LoadedRun:
-    run_dir: Path
-    cfg: RunConfig
-    tokenizer: Tokenizer
-    model: GPT  # E = 1, in eval mode
-    step: int
-
-    def to_hf(self):
-        """(transformers.GPT2LMHeadModel, its tokenizer) with this run's weights (pip install 'groklab[hf]')."""
-        from groklab.export import to_hf
-
-        return to_hf(self)
-
-    def to_module(self):
-        """This run as a plain torch.nn.Module (state_dict, hooks, .to, .eval): ids (B, T) -> logits (B, T, V)."""
-        from groklab.export import to_module
-
-        return to_module(self)
-
-
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """A run directory (or a file inside it) -> its config, vocabulary and final weights. Nothing is unpickled."""
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise GroklabError("device: --device cuda was asked for, but this torch build sees no CUDA GPU")
-    run_dir = ckpt.find_run_dir(path)
-    try:
-        cfg = RunConfig.from_dict(ckpt.read_json(run_dir / ckpt.CONFIG_FILE)["config"])
-    except (KeyError, TypeError, GroklabError) as exc:
-        raise CheckpointError(f"{run_dir / ckpt.CONFIG_FILE}: not a groklab run config ({exc})") from None
-    tok = load_tokenizer(run_dir / "vocab.json")
-    weights, meta = ckpt.load_weights(run_dir / ckpt.WEIGHTS_FILE)
-    wpe = weights.get("wpe")
-    wte = weights.get("wte")
-    if wpe is None or wte is None:
-        raise CheckpointError(f"{run_dir / ckpt.WEIGHTS_FILE}: missing the embedding tables")
-    if wte.shape[0] != tok.vocab_size:
-        raise CheckpointError(
-            f"{run_dir}: the weights have a vocabulary of {wte.shape[0]} tokens but vocab.json has {tok.vocab_size}"
-        )
-    # same-sized vocabularies ('+' and '/' runs) would load silently: the weights name the one they were trained
-    # with (checkpoints written before they did are not checked), and the run's dataset manifest names its own
-    trained = _vocab_of(meta.get("vocab"), run_dir / ckpt.WEIGHTS_FILE)
-    if trained is not None and trained != tok:
-        raise CheckpointError(f"{run_dir}: vocab.json ({tok._describe()}) is not the vocabulary the weights in "
-                              f"{ckpt.WEIGHTS_FILE} were trained with ({trained._describe()})")
-    if cfg.data.text_file is None and tok.kind != cfg.data.tokenizer:
-        raise CheckpointError(f"{run_dir}: vocab.json holds a {tok.kind!r} vocabulary but the run's config says "
-                              f"tokenizer = {cfg.data.tokenizer!r}: the weights and vocab.json come from another run")
-    expected = _data_vocab(cfg, run_dir)
-    if expected is not None and expected != tok:
-        raise CheckpointError(f"{run_dir}: vocab.json ({tok._describe()}) does not match the run's data "
-                              f"({expected._describe()}): the weights and vocab.json come from another run")
-    mcfg = dataclasses.replace(cfg.model, block_size=wpe.shape[0])
-    model = GPT(mcfg, tok.vocab_size, 1, device)
-    try:
-        model.load_member_state(0, weights)
-    except ValueError as exc:
-        raise CheckpointError(f"{run_dir / ckpt.WEIGHTS_FILE}: {exc}") from None
-    model.training = False
-    return LoadedRun(run_dir, cfg, tok, model, int(meta.get("step", 0)))
-
-
-def _vocab_of(saved: object, where: Path) -> Tokenizer | None:
-    if saved is None:
-        return None
-    try:
-        return tokenizer_from_dict(saved)
-    except TokenizerError as exc:
-        raise CheckpointError(f"{where}: damaged vocabulary in the checkpoint metadata ({exc})") from None
-
-
-def _data_vocab(cfg: RunConfig, run_dir: Path) -> Tokenizer | None:
-    """The vocabulary the run's stored dataset manifest implies (None without one: a text, a folder without
-    manifest.json); evaluate_split checks those against the data itself."""
-    path = run_dir / "data" / "manifest.json"
-    if cfg.data.text_file is not None or not path.is_file():
-        return None
-    manifest = _read_manifest(path)
-    return make_tokenizer(cfg.data.tokenizer, [o["symbol"] for o in manifest["ops"]], manifest["p"])
+from groklab.rundir import stored_data_config
 
 
 @torch.no_grad()
@@ -176,7 +90,7 @@ def interactive(run: LoadedRun, max_new_tokens: int, temperature: float, top_k: 
 
 def evaluate_split(run: LoadedRun, split: str) -> dict:
     """Exact-match accuracy and mean answer-token loss of the run's weights on one of its stored splits."""
-    dcfg = stored_data_config(run.cfg.data, run.run_dir)
+    dcfg = stored_data_config(run.cfg, run.run_dir).data
     mcfg = dataclasses.replace(run.cfg.model, block_size=run.model.cfg.block_size)
     data = load_run_data(dcfg, mcfg)
     if data.tokenizer != run.tokenizer:  # ids from another vocabulary would be read as the wrong tokens

@@ -20,11 +20,12 @@ error names the file and the field. Data paths are read relative to the spec and
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from groklab.config import ConfigError, RunConfig, field_info
 from groklab.errors import GroklabError
@@ -39,6 +40,7 @@ _EXPERIMENT_KEYS = {"name", "description", "base", "grid", "zip"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: "$" would let a final newline through
 _MAX_FOLDER_NAME = 255  # bytes in one folder name, on common file systems
 MAX_SPEC_BYTES = 2**20  # a spec is a page of TOML; more is not one (or never ends: /dev/zero)
+MAX_RUNS = 10_000  # runs a sweep expands to unless --max_runs says more: seed 000's whole study is 36
 
 
 class SpecError(GroklabError):
@@ -65,6 +67,12 @@ class Experiment:
     def axes(self) -> list[str]:
         return [*self.grid, *self.zip]
 
+    @property
+    def size(self) -> int:
+        """How many runs it expands to, without expanding it."""
+        zipped = len(next(iter(self.zip.values()))) if self.zip else 1
+        return math.prod(len(v) for v in self.grid.values()) * zipped
+
     def points(self) -> list[dict[str, Any]]:
         """Every combination of axis values, grid axes varying slowest-first in the order written."""
         zipped: list[dict[str, Any]] = [{}]
@@ -83,10 +91,18 @@ class SweepSpec:
     source: str  # the TOML text (copied into the sweep folder)
     where: str  # file name, for messages
 
-    def expand(self, overrides: Mapping[str, Any] | None = None) -> list[PlannedRun]:
+    def expand(self, overrides: Mapping[str, Any] | None = None, max_runs: int = MAX_RUNS,
+               echo: Callable[[str], None] | None = None) -> list[PlannedRun]:
         """All runs, in spec order. `overrides` (e.g. from the command line) replace base values of every
-        experiment; overriding a field that an experiment sweeps over is an error."""
+        experiment; overriding a field that an experiment sweeps over is an error. A spec of more than
+        `max_runs` runs is refused before any is expanded (a typo in a grid can ask for millions)."""
         overrides = _canonical(dict(overrides or {}), "override", self.where)
+        total = sum(e.size for e in self.experiments)
+        if total > max_runs:
+            raise SpecError(f"{self.where}: expands to {total:,} runs, more than the {max_runs:,} a sweep takes "
+                            f"unless told otherwise; check the axes, or pass --max_runs {total}")
+        if echo is not None and total >= 1000:
+            echo(f"{self.where}: expanding {total:,} runs")
         runs: list[PlannedRun] = []
         seen: dict[str, str] = {}
         for exp in self.experiments:
@@ -192,6 +208,16 @@ def _resolve_paths(values: dict[str, Any], root: Path, key: str, where: str) -> 
                 raise SpecError(f"{where}: [{key}] {name} = {item!r} is not a usable path ({e})") from None
             if Path(item).is_absolute() or not path.is_relative_to(root.resolve()):
                 raise SpecError(f"{where}: [{key}] {name} = {item!r} points outside the spec's folder {root}")
+            if name == "data_dir" and path.is_dir():
+                for inner in sorted(path.iterdir()):  # a link inside the folder may lead out of it too
+                    try:
+                        target = inner.resolve()
+                    except (OSError, RuntimeError) as e:
+                        raise SpecError(f"{where}: [{key}] {name} = {item!r}: {inner.name} is not a usable path "
+                                        f"({e})") from None
+                    if not target.is_relative_to(root.resolve()):
+                        raise SpecError(f"{where}: [{key}] {name} = {item!r}: {inner.name} is a link that points "
+                                        f"outside the spec's folder {root}; it was not read")
             resolved.append(str(path))
         out[name] = resolved if isinstance(out[name], list) else resolved[0]
     return out

@@ -17,8 +17,8 @@ import torch
 from groklab.config import OptimConfig
 from groklab.engine import scheduled_lr
 from groklab.errors import GroklabError
+from groklab.rundir import TB_DIR
 
-TB_DIR = "tb"
 SPLITS = ("train", "val", "test")
 
 

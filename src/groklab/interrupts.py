@@ -1,0 +1,91 @@
+"""Clean stops: SIGINT (Ctrl-C) and SIGTERM only set a flag, and the training loops stop at the next step
+boundary, after that step's evaluation is written, save, and raise `Interrupted`.
+
+A signal that arrived as an exception (KeyboardInterrupt) could land anywhere: inside the optimizer step,
+where the fused AdamW updates one parameter slice per call, it would leave a half-applied update that a save
+would then record as step N. A flag polled between steps cannot. A second signal of the same kind while the
+first is being honoured stops at once (the last checkpoint on disk is intact: files are replaced atomically
+and the state file is written last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+from groklab.errors import GroklabError
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(GroklabError):
+    """Training stopped cleanly on a signal; the folders say where (the same command resumes)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class StopNow(BaseException):
+    """A signal that must stop the process at once (SIGTERM outside a training loop, or a second signal inside
+    one). A BaseException, like KeyboardInterrupt: no `except Exception` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+def raise_stop_now(signum: int, frame: object) -> None:
+    """A signal handler for SIGTERM outside training loops (the CLI installs it)."""
+    raise StopNow(signum)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+class StopRequest:
+    """Polled by the loops at step boundaries: `if stop: ...`. Shared by every group of one command."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    def request(self, signum: int = signal.SIGINT) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: StopRequest | None = None) -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM set `stop` while the block runs (a second one of the same kind raises at once:
+    KeyboardInterrupt for SIGINT, StopNow for SIGTERM). Only the main thread can install handlers; elsewhere
+    (a notebook's worker thread, a Ray actor thread) the flag is simply never set by a signal."""
+    stop = stop if stop is not None else StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.signum == signum:  # asked twice: stop now
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise StopNow(signum)
+        stop.request(signum)
+
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    try:
+        for s in SIGNALS:
+            signal.signal(s, handler)
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
