@@ -10,7 +10,6 @@ An optional extra: `pip install 'groklab[wandb]'`; nothing here is imported unle
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,9 +18,9 @@ import torch
 
 from groklab.errors import GroklabError
 from groklab.extras import need
+from groklab.rundir import WANDB_DIR
 from groklab.tb import SPLITS, learning_rate
 
-WANDB_DIR = "wandb"
 ID_FILE = "groklab_run_id"
 SUMMARY_KEYS = ("status", "steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio",
                 "best_val_acc", "threshold", "steps", "wall_time_s", "reason")
@@ -57,9 +56,7 @@ class WandB:
         for e in wanted:
             m = members[e]
             t = m.cfg.train
-            folder = Path(m.run_dir) / WANDB_DIR
-            if start == 0 and folder.exists():  # a fresh run: what an earlier one logged there is not this run's
-                shutil.rmtree(folder)
+            folder = Path(m.run_dir) / WANDB_DIR  # a fresh start has cleared it (rundir.OWN_NAMES)
             run_dir = Path(m.run_dir)
             try:
                 run = wandb.init(
