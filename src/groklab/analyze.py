@@ -31,7 +31,7 @@ from groklab.data import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
 from groklab.model import GPT
-from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, one_at_a_time, pyplot, save_figure
+from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, new_figure, save_figure
 from groklab.tokenizer import NumberTokenizer, load_tokenizer
 
 SNAPSHOT_DIR, ANALYSIS_FILE = rundir.SNAPSHOT_DIR, rundir.ANALYSIS_FILE
@@ -156,11 +156,10 @@ def analyze(path: str | Path) -> dict:
     return result
 
 
-@one_at_a_time
 def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
-    plt = pyplot()
     norms, keys = result["fourier_norms"], result["key_frequencies"]
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig = new_figure(figsize=(8, 3.2))
+    ax = fig.subplots()
     colors = [PALETTE[1] if k in keys else PALETTE[0] for k in range(len(norms))]
     ax.bar(range(1, len(norms)), norms[1:], color=colors[1:], width=0.8)
     ax.set_xlabel(f"frequency k (w = 2πk/{result['p']})")
@@ -172,7 +171,8 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
 
     rows = result["over_training"]
     steps = [r["step"] for r in rows]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = new_figure(figsize=(8, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     if metrics:
         top.plot([m["step"] for m in metrics], [m["train_loss"] for m in metrics], color=PALETTE[0], label="train loss")
         test = [m for m in metrics if m.get("test_loss") is not None] or [m for m in metrics if m.get("val_loss")]

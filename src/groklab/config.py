@@ -63,6 +63,7 @@ GradFilterKind = Literal["none", "ema", "ma"]
 WeightDecayMode = Literal["decoupled", "l2"]
 InitScheme = Literal["nanogpt", "torch"]
 DecayOn = Literal["weights", "all"]
+WandbMode = Literal["online", "offline", "disabled"]
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,15 @@ class TrainConfig:
     tensorboard: bool = field(default=False, metadata=doc(
         "write TensorBoard event files to OUT_DIR/tb at each evaluation: losses, accuracies, weight norm, "
         "learning rate (pip install 'groklab[tb]')", role="how"))
+    wandb: bool = field(default=False, metadata=doc(
+        "log each run to Weights & Biases as a W&B run of its own: its config, every evaluation, the grokking "
+        "summary; a sweep's runs form one W&B group (pip install 'groklab[wandb]')", role="how"))
+    wandb_project: str = field(default="groklab", metadata=doc("W&B project the runs are logged to", role="how"))
+    wandb_group: str = field(default="", metadata=doc("W&B group of the runs; default: the sweep's name in a sweep, "
+                                                      "none for a single run", role="how"))
+    wandb_mode: WandbMode | None = field(default=None, metadata=doc(
+        "W&B mode: 'online', 'offline' (files in OUT_DIR/wandb, uploaded later with `wandb sync`) or 'disabled'; "
+        "default: the WANDB_MODE environment variable, else online", role="how"))
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -314,6 +324,10 @@ class TrainConfig:
         _require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
         _require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
         _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
+        _require(bool(self.wandb_project.strip()) and not any(c in self.wandb_project for c in "/\\#?%:"),
+                 "wandb_project", f"must name a W&B project (no / \\ # ? % :), got {self.wandb_project!r}")
+        _require(self.wandb_mode is None or self.wandb_mode in get_args(WandbMode), "wandb_mode",
+                 f"'online', 'offline' or 'disabled', got {self.wandb_mode!r}")
 
 
 @dataclass(frozen=True)

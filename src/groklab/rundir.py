@@ -9,7 +9,7 @@ the summary, the status, and loading a run for sample / evaluate / analyze / rep
     model.safetensors  the weights (with their model config, vocabulary and a checksum)
     state.safetensors  what a resume needs; written last, so it is the run's commit point
     summary.json       a finished run's measures;  failed.json  a run that went non-finite or errored
-    curves.png, snapshots/, tb/, analysis*, report*   outputs
+    curves.png, snapshots/, tb/, wandb/, analysis*, report*   outputs
 
 The rules: one writer (an OS lock that dies with its process); a folder groklab did not write is never
 touched; a run resumed with any change to what it *is* (config fields of role "is", the data's content) is
@@ -52,13 +52,15 @@ FAILED_FILE = "failed.json"
 CURVES_FILE = "curves.png"
 SNAPSHOT_DIR = "snapshots"
 TB_DIR = "tb"
+WANDB_DIR = "wandb"  # --wandb: W&B's own files for the run (all of it in offline mode)
 ANALYSIS_FILE = "analysis.json"
 ANALYSIS_PLOTS = ("analysis_fourier.png", "analysis_progress.png")
 REPORT_FILES = ("report.html", "report.md", "report_files")  # `groklab report` writes these into any folder
 RUN_FORMAT = "groklab-run/2"
 # everything groklab may write into a run folder (a fresh start clears these and nothing else)
 OWN_NAMES = (CONFIG_FILE, META_FILE, VOCAB_FILE, DATA_DIR, METRICS_FILE, WEIGHTS_FILE, STATE_FILE, SUMMARY_FILE,
-             FAILED_FILE, CURVES_FILE, SNAPSHOT_DIR, TB_DIR, ANALYSIS_FILE, *ANALYSIS_PLOTS, *REPORT_FILES)
+             FAILED_FILE, CURVES_FILE, SNAPSHOT_DIR, TB_DIR, WANDB_DIR, ANALYSIS_FILE, *ANALYSIS_PLOTS,
+             *REPORT_FILES)
 Status = Literal["done", "failed", "partial", "pending"]
 SPLITS = ("train", "val", "test")
 METRIC_NUMBERS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))

@@ -33,6 +33,7 @@ from groklab.model import GPT
 from groklab.plots import plot_curves
 from groklab.rundir import RunFolder
 from groklab.tb import TensorBoard
+from groklab.wandb_log import WandB
 
 SPLITS = rundir.SPLITS
 
@@ -222,13 +223,16 @@ def finished_result(cfg: RunConfig, plan: rundir.Plan) -> dict:
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
                on_steps: Callable[[int], None] | None = None, stop: StopRequest | None = None,
-               retry_failed: bool = False) -> list[dict]:
+               retry_failed: bool = False,
+               on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
     """Train these runs as one group and return their summaries (also written to each run's summary.json);
     a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
     A run its folder already holds finished returns that summary without training ("already": True); one that
     stopped part-way resumes. `datas`: each run's data, if the caller has loaded it. `on_steps(n)`: called as
     steps are taken, instead of the progress bar and the printed evaluation lines (which then go to `log`).
-    SIGINT/SIGTERM stop the group at a step boundary, saved: Interrupted is raised (see interrupts)."""
+    SIGINT/SIGTERM stop the group at a step boundary, saved: Interrupted is raised (see interrupts).
+    `on_eval(step, histories)`: called after every evaluation; histories[i] holds the metric rows so far of the
+    i-th run that trains (as in its metrics.jsonl), enough to redraw a live curve in a notebook."""
     if datas is None:
         datas = [load_run_data(c.data, c.model) for c in configs]
     plans = plan_runs(configs, datas, retry_failed)
@@ -239,21 +243,22 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
         with stop_on_signals(stop) as stop:
             group = open_group([configs[i] for i in todo], argv, log, [datas[i] for i in todo], on_steps,
                                retry_failed)
-            for i, r in zip(todo, train_group(group, stop)):
+            for i, r in zip(todo, train_group(group, stop, on_eval)):
                 results[i] = r
     return [r for r in results if r is not None]
 
 
-def train_group(g: OpenGroup, stop: StopRequest | None = None) -> list[dict]:
+def train_group(g: OpenGroup, stop: StopRequest | None = None,
+                on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
     """The training loop of an opened group, on the current CUDA stream; summaries as `train_runs`. Closes
     the group (its folders' locks) when it ends, however it ends."""
     try:
-        return _loop(g, stop if stop is not None else StopRequest())
+        return _loop(g, stop if stop is not None else StopRequest(), on_eval)
     finally:
         g.close()
 
 
-def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
+def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dict]]], None] | None) -> list[dict]:
     members, model, engine, eval_sets, start, log, on_steps = (g.members, g.model, g.engine, g.eval_sets, g.start,
                                                               g.log, g.on_steps)
     configs = [m.cfg for m in members]
@@ -261,6 +266,7 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
+    wb = WandB.open(members, start, log)  # --wandb: likewise
 
     if E == 1:
         import json
@@ -271,7 +277,7 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
 
     snapshots = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
     targets = schedule(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval, after=start, extra=snapshots)
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
     bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
                disable=None if tcfg.progress and on_steps is None else True, file=sys.stderr)
@@ -309,6 +315,10 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
             if tb is not None:
                 tb.write(members, model.flat, step)
+            if wb is not None:
+                wb.write(members, model.flat, step)
+            if on_eval is not None:
+                on_eval(step, [m.history for m in members])
             if step in snapshots:
                 for e, m in enumerate(members):
                     if not m.failed:
@@ -325,13 +335,20 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
                 log(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
                     f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
                 break
+    except BaseException:
+        if wb is not None:
+            wb.close(None)  # interrupted or broken: each W&B run is finished as not done
+        raise
     finally:
         bar.close()
         if tb is not None:
             tb.close()
     if on_steps is not None and step < tcfg.max_steps:
         on_steps(tcfg.max_steps - reported)  # an early stop finishes the run's share of the work
-    return [m.failed if m.failed else _finish(m, device, time.time() - t0) for m in members]
+    results = [m.failed if m.failed else _finish(m, device, time.time() - t0) for m in members]
+    if wb is not None:
+        wb.close(results)
+    return results
 
 
 def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step: int) -> None:
