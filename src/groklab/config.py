@@ -63,6 +63,7 @@ GradFilterKind = Literal["none", "ema", "ma"]
 WeightDecayMode = Literal["decoupled", "l2"]
 InitScheme = Literal["nanogpt", "torch"]
 DecayOn = Literal["weights", "all"]
+Precision = Literal["fp32", "tf32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,12 @@ class TrainConfig:
     tensorboard: bool = field(default=False, metadata=doc(
         "write TensorBoard event files to OUT_DIR/tb at each evaluation: losses, accuracies, weight norm, "
         "learning rate (pip install 'groklab[tb]')", role="how"))
+    precision: Precision = field(default="fp32", metadata=doc(
+        "arithmetic of the training step: 'fp32' (the default, exact); 'tf32': float32 everywhere, the matrix "
+        "products of the captured CUDA graph on the tensor cores with TF32 inputs (a CPU has none: fp32 there); "
+        "'bf16': matrix products autocast to bfloat16, float32 master weights, optimizer state, softmax, loss "
+        "and update (on a CPU only where it has bf16 instructions). Evaluation is float32 always; meta.json records "
+        "what ran"))
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -314,6 +321,8 @@ class TrainConfig:
         _require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
         _require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
         _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
+        _require(self.precision in get_args(Precision), "precision",
+                 f"'fp32', 'tf32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
