@@ -8,11 +8,12 @@
 # each against the eager nanoGPT-style loop in the same process. Everything lands in OUT (at most 8 files).
 set -u
 OUT=${1:?usage: run_precision_device.sh OUT [DEADLINE_S]}
-DEADLINE=${2:-520}
+DEADLINE=${2:-515}
 R=/tmp/precision-results
 mkdir -p "$OUT" "$R"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 export TORCHINDUCTOR_CACHE_DIR=/tmp/groklab-inductor  # empty at start: phase A compiles cold, phase B warm
+export TORCHINDUCTOR_COMPILE_THREADS=4  # five processes compile at once in phase A
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$R/timeline.txt"; }
 left() { echo $(( DEADLINE - ($(date +%s) - T0) )); }
