@@ -130,7 +130,8 @@ def test_tf32_runs_fp32_without_the_graph_and_says_so():
 @cuda
 def test_groups_of_different_precision_trained_at_once_match_each_alone(tmp_path):
     """fp32, tf32 and bf16 groups captured one after another and trained at once (one thread and stream
-    each) end bit for bit where each ends trained alone: no group's precision leaks into another's."""
+    each) end bit for bit where each group ends trained alone (the same group: GEMMs over another number
+    of runs may round differently): no group's precision leaks into another's."""
     from groklab.groups import train_many
 
     def configs(folder):
@@ -138,8 +139,9 @@ def test_groups_of_different_precision_trained_at_once_match_each_alone(tmp_path
                 for p in ("fp32", "tf32", "bf16") for s in (1, 2)]
 
     train_many(configs("together"), log=lambda _: None, concurrent=3)
-    for cfg in configs("alone"):
-        train_many([cfg], log=lambda _: None)
+    alone = configs("alone")
+    for k in range(0, len(alone), 2):  # the same groups (one precision, two seeds), one after another
+        train_many(alone[k:k + 2], log=lambda _: None)
     for p in ("fp32", "tf32", "bf16"):
         for s in (1, 2):
             a, b = tmp_path / "together" / f"{p}-{s}", tmp_path / "alone" / f"{p}-{s}"

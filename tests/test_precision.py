@@ -62,8 +62,8 @@ def test_runs_of_different_precision_never_share_a_group(tmp_path):
 
 
 def test_tf32_on_a_cpu_is_fp32_bit_for_bit_and_meta_says_so(tmp_path):
-    train_runs([tiny_config(tmp_path / "fp32")], log=_quiet)
-    train_runs([tiny_config(tmp_path / "tf32", precision="tf32")], log=_quiet)
+    train_runs([tiny_config(tmp_path / "fp32", device="cpu")], log=_quiet)
+    train_runs([tiny_config(tmp_path / "tf32", device="cpu", precision="tf32")], log=_quiet)
     assert same_tensors(tmp_path / "fp32/model.safetensors", tmp_path / "tf32/model.safetensors")
     assert json.loads((tmp_path / "fp32/meta.json").read_text())["precision"] == {"asked": "fp32", "ran": "fp32"}
     meta = json.loads((tmp_path / "tf32/meta.json").read_text())["precision"]
@@ -104,7 +104,7 @@ def test_bf16_refusal_on_a_cpu_without_bf16_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(GroklabError, match="^precision: bf16 on a CPU needs bf16 instructions"):
         check_device("bf16", CPU)
     with pytest.raises(GroklabError, match="precision"):
-        train_runs([tiny_config(tmp_path / "x", precision="bf16")], log=_quiet)
+        train_runs([tiny_config(tmp_path / "x", device="cpu", precision="bf16")], log=_quiet)
     assert not (tmp_path / "x").exists()  # refused before anything was written
     check_device("bf16", torch.device("cuda"))  # the GPU is not this CPU's business
     check_device("tf32", CPU)
@@ -112,11 +112,14 @@ def test_bf16_refusal_on_a_cpu_without_bf16_is_one_line(monkeypatch, tmp_path):
 
 @needs_cpu_bf16
 def test_bf16_run_on_a_cpu_resumes_exactly_and_refuses_another_precision(tmp_path):
-    train_runs([tiny_config(tmp_path / "a", precision="bf16")], log=_quiet)
-    train_runs([tiny_config(tmp_path / "b", precision="bf16", max_steps=5)], log=_quiet)
+    def cfg(name, **changes):  # pinned to the CPU: exact resume is promised there
+        return tiny_config(tmp_path / name, **({"device": "cpu", "precision": "bf16"} | changes))
+
+    train_runs([cfg("a")], log=_quiet)
+    train_runs([cfg("b", max_steps=5)], log=_quiet)
     with pytest.raises(GroklabError, match="precision='fp32'.*'bf16'"):
-        train_runs([tiny_config(tmp_path / "b", resume=True)], log=_quiet)
-    train_runs([tiny_config(tmp_path / "b", precision="bf16", resume=True)], log=_quiet)
+        train_runs([cfg("b", resume=True, precision="fp32")], log=_quiet)
+    train_runs([cfg("b", resume=True)], log=_quiet)
     assert same_tensors(tmp_path / "a/model.safetensors", tmp_path / "b/model.safetensors")
     assert json.loads((tmp_path / "a/meta.json").read_text())["precision"] == {"asked": "bf16", "ran": "bf16"}
 
