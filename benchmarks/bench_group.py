@@ -74,7 +74,7 @@ def main() -> None:
                 break
             mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
             tflops = E * flops / (ms / 1000) / 1e12
-            row = {"batch": batch, "E": E, "precision": precision, "ran": engine.precision.ran,
+            row = {"batch": batch, "E": E, "precision": precision, "ran": engine.ran,
                    "setup_s": round(engine.setup_s, 2), "ms_per_step": round(ms, 3),
                    "model_steps_per_s": round(1000 * E / ms, 1),
                    "vs_eager": round((1000 * E / ms) / (1000 / eager_ms), 2), "eager_ms": round(eager_ms, 3),

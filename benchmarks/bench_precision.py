@@ -6,6 +6,8 @@ OUT/precision.md (the tables) and OUT/precision.json.
 
     python benchmarks/bench_precision.py --out out/precision                      # the evidence (a GPU)
     python benchmarks/bench_precision.py --out /tmp/p --device cpu --precision fp32 tf32 --seeds 3 --max_steps 30
+    python benchmarks/bench_precision.py --out /tmp/p --device cpu --precision fp32 bf16 --experiment main-job \
+        --seeds 8 --max_steps 3000                                                  # bf16 on a CPU, a first look
 
 Evaluation is float32 for every precision (src/groklab/precision.py), so the precisions are compared by
 what their float32 weights do. "Never" (no steps-to-grok within the budget) ranks above every step count.
@@ -77,16 +79,20 @@ def scipy_p(a: list, b: list) -> float | None:
                               alternative="two-sided").pvalue)
 
 
-def filtered_spec(precisions: list[str], seeds: int | None):
-    """The evidence spec with only these precisions (and the first `seeds` seeds of each experiment)."""
+def filtered_spec(precisions: list[str], seeds: int | None, only: list[str] | None = None):
+    """The evidence spec with only these precisions (and the first `seeds` seeds of each experiment, and only
+    the experiments named in `only`)."""
     spec = load_spec(SPEC)
     experiments = []
     for exp in spec.experiments:
+        if only and exp.name not in only:
+            continue
         grid = {**exp.grid, "precision": [p for p in exp.grid["precision"] if p in precisions]}
         if seeds:
             grid["seed"] = exp.grid["seed"][:seeds]
         experiments.append(dataclasses.replace(exp, grid=grid))
-    note = f"# run by benchmarks/bench_precision.py with precisions {precisions}, seeds {seeds or 'all'}\n"
+    note = (f"# run by benchmarks/bench_precision.py with precisions {precisions}, seeds {seeds or 'all'}, "
+            f"experiments {only or 'all'}\n")
     return dataclasses.replace(spec, experiments=tuple(experiments), source=note + spec.source)
 
 
@@ -183,10 +189,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each experiment (a try)")
     ap.add_argument("--max_steps", type=int, default=None, help="shorten every run (a try; not the evidence)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--experiment", nargs="+", default=None, choices=["main-job", "grokfast-adamw", CHAR_TASK],
+                    help="only these experiments of the spec")
     args = ap.parse_args()
     if "fp32" not in args.precision:
         ap.error("--precision must include fp32: every precision is compared with it")
-    spec = filtered_spec(args.precision, args.seeds)
+    spec = filtered_spec(args.precision, args.seeds, args.experiment)
     check_faithful(spec)
     device = resolve_device(args.device)
     info = {**machine(device), "command": "python benchmarks/bench_precision.py " + " ".join(sys.argv[1:])}
