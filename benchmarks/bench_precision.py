@@ -7,7 +7,7 @@ OUT/precision.md (the tables) and OUT/precision.json.
     python benchmarks/bench_precision.py --out out/precision                      # the evidence (a GPU)
     python benchmarks/bench_precision.py --out /tmp/p --device cpu --precision fp32 tf32 --seeds 3 --max_steps 30
     python benchmarks/bench_precision.py --out /tmp/p --device cpu --precision fp32 bf16 --experiment main-job \
-        --seeds 8 --max_steps 3000                                                  # bf16 on a CPU, a first look
+        --seeds 6 --max_steps 2500 --eval_interval 50 --eval_points_per_decade 8   # bf16 on a CPU, a first look
 
 Evaluation is float32 for every precision (src/groklab/precision.py), so the precisions are compared by
 what their float32 weights do. "Never" (no steps-to-grok within the budget) ranks above every step count.
@@ -188,6 +188,8 @@ def main() -> None:
     ap.add_argument("--precision", nargs="+", default=["fp32", "tf32", "bf16"], choices=["fp32", "tf32", "bf16"])
     ap.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each experiment (a try)")
     ap.add_argument("--max_steps", type=int, default=None, help="shorten every run (a try; not the evidence)")
+    ap.add_argument("--eval_interval", type=int, default=None, help="evaluate every N steps instead (coarser: a try)")
+    ap.add_argument("--eval_points_per_decade", type=int, default=None, help="log-spaced evaluations instead")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--experiment", nargs="+", default=None, choices=["main-job", "grokfast-adamw", CHAR_TASK],
                     help="only these experiments of the spec")
@@ -198,7 +200,8 @@ def main() -> None:
     check_faithful(spec)
     device = resolve_device(args.device)
     info = {**machine(device), "command": "python benchmarks/bench_precision.py " + " ".join(sys.argv[1:])}
-    overrides = {"device": args.device} | ({"max_steps": args.max_steps} if args.max_steps else {})
+    overrides = {"device": args.device} | {k: getattr(args, k) for k in ("max_steps", "eval_interval",
+                                                                      "eval_points_per_decade") if getattr(args, k)}
     t0 = time.perf_counter()
     groups = sum(len(exp.grid["precision"]) for exp in spec.experiments)  # one engine group a task and precision
     run_sweep(spec, args.out, overrides, concurrent_groups=max(groups, 1) if device.type == "cuda" else None,
