@@ -29,7 +29,7 @@ from common import machine, summary  # noqa: E402
 
 from groklab.presets import main_job_config  # noqa: E402
 from groklab.reproduce import study_spec  # noqa: E402
-from groklab.results import collect  # noqa: E402
+from groklab.sweepdir import collect  # noqa: E402
 from groklab.sweep import run_sweep  # noqa: E402
 from groklab.sweep_spec import load_spec  # noqa: E402
 from groklab.train import resolve_device  # noqa: E402

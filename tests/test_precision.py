@@ -16,7 +16,8 @@ from groklab.model import GPT
 from groklab.precision import StepPrecision, check_device, cpu_has_bf16
 from groklab.sweep_spec import SpecError, parse_spec
 from groklab.train import train_runs
-from tests.helpers import same_tensors, tiny_config
+from groklab.interrupts import Interrupted
+from tests.helpers import same_tensors, stop_after, tiny_config
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=6)
 V = 9
@@ -111,17 +112,23 @@ def test_bf16_refusal_on_a_cpu_without_bf16_is_one_line(monkeypatch, tmp_path):
 
 
 @needs_cpu_bf16
-def test_bf16_run_on_a_cpu_resumes_exactly_and_refuses_another_precision(tmp_path):
-    def cfg(name, **changes):  # pinned to the CPU: exact resume is promised there
+def test_bf16_run_on_a_cpu_resumes_exactly_and_refuses_another_precision(tmp_path, monkeypatch):
+    """An interrupted bf16 run, continued by the same command, ends bit for bit as the run straight through
+    (on the CPU, where exact resume is promised); continuing it in another precision is refused."""
+    def cfg(name, **changes):
         return tiny_config(tmp_path / name, **({"device": "cpu", "precision": "bf16"} | changes))
 
     train_runs([cfg("a")], log=_quiet)
-    train_runs([cfg("b", max_steps=5)], log=_quiet)
-    with pytest.raises(GroklabError, match="precision='fp32'.*'bf16'"):
-        train_runs([cfg("b", resume=True, precision="fp32")], log=_quiet)
-    train_runs([cfg("b", resume=True)], log=_quiet)
+    stop = stop_after(monkeypatch, 4)
+    with pytest.raises(Interrupted):
+        train_runs([cfg("b")], log=_quiet, stop=stop)
+    monkeypatch.undo()
+    with pytest.raises(GroklabError, match="precision"):
+        train_runs([cfg("b", precision="fp32")], log=_quiet)
+    train_runs([cfg("b")], log=_quiet)
     assert same_tensors(tmp_path / "a/model.safetensors", tmp_path / "b/model.safetensors")
-    assert json.loads((tmp_path / "a/meta.json").read_text())["precision"] == {"asked": "bf16", "ran": "bf16"}
+    meta = json.loads((tmp_path / "b/meta.json").read_text())
+    assert meta["precision"] == {"asked": "bf16", "ran": "bf16"} == meta["resumes"][-1]["precision"]
 
 
 def test_tf32_switch_is_set_only_while_capturing_and_put_back():

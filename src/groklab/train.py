@@ -31,8 +31,8 @@ from groklab.interrupts import Interrupted, StopRequest, signal_name, stop_on_si
 from groklab.metrics import grokking_summary
 from groklab.model import GPT
 from groklab.plots import plot_curves
-from groklab.rundir import RunFolder
 from groklab.precision import check_device
+from groklab.rundir import RunFolder
 from groklab.tb import TensorBoard
 
 SPLITS = rundir.SPLITS
