@@ -64,6 +64,7 @@ WeightDecayMode = Literal["decoupled", "l2"]
 InitScheme = Literal["nanogpt", "torch"]
 DecayOn = Literal["weights", "all"]
 WandbMode = Literal["online", "offline", "disabled"]
+Precision = Literal["fp32", "tf32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,12 @@ class TrainConfig:
     wandb_mode: WandbMode | None = field(default=None, metadata=doc(
         "W&B mode: 'online', 'offline' (files in OUT_DIR/wandb, uploaded later with `wandb sync`) or 'disabled'; "
         "default: the WANDB_MODE environment variable, else online", role="how"))
+    precision: Precision = field(default="fp32", metadata=doc(
+        "arithmetic of the training step: 'fp32' (the default, exact); 'tf32': float32 everywhere, the matrix "
+        "products of the captured CUDA graph on the tensor cores with TF32 inputs (a CPU has none: fp32 there); "
+        "'bf16': matrix products autocast to bfloat16, float32 master weights, optimizer state, softmax, loss "
+        "and update (on a CPU only where it has bf16 instructions). Evaluation is float32 always; meta.json records "
+        "what ran"))
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -328,6 +335,8 @@ class TrainConfig:
                  "wandb_project", f"must name a W&B project (no / \\ # ? % :), got {self.wandb_project!r}")
         _require(self.wandb_mode is None or self.wandb_mode in get_args(WandbMode), "wandb_mode",
                  f"'online', 'offline' or 'disabled', got {self.wandb_mode!r}")
+        _require(self.precision in get_args(Precision), "precision",
+                 f"'fp32', 'tf32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)

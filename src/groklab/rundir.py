@@ -347,7 +347,7 @@ class RunFolder:
         self.lock.release()
 
     def start(self, cfg: RunConfig, argv: list[str] | None, data: RunData, device: torch.device, group_size: int,
-              engine: str) -> None:
+              engine: str, precision: dict | None = None) -> None:
         """A fresh run: whatever an earlier start of it left (never other files) goes, then meta.json (the
         marker that makes the folder ours), the data, the vocabulary, and config.json last."""
         for name in OWN_NAMES:
@@ -364,6 +364,7 @@ class RunFolder:
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "git_commit": _git_commit(), "started": _now(), "group_size": group_size, "engine": engine,
             "host": platform.node(), "pid": os.getpid(), "resumes": [],
+            "precision": precision,  # {"asked", "ran"[, "why"]}: tf32 is fp32 on a CPU and off the CUDA graph
         })
         for name, text in data.files().items():
             atomic_write(self.path / DATA_DIR / name, text)
@@ -371,7 +372,8 @@ class RunFolder:
         write_json(self.path / CONFIG_FILE, {"config": cfg.to_dict(), "argv": argv,
                                              "data_hash": fingerprint(data.files())})
 
-    def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str) -> list[dict[str, Any]]:
+    def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str,
+               precision: dict | None = None) -> list[dict[str, Any]]:
         """Continue from the checkpoint at `step`: the evaluations after it (to be redone) leave metrics.jsonl,
         a failed.json of a retried run goes, and meta.json records the resume and what changed in how the run
         executes (device, compile, ...). Returns the evaluations kept."""
@@ -382,7 +384,8 @@ class RunFolder:
         changed = {k: [old, new] for k, old, new in differences(saved, cfg, roles=("how",)) if k != "resume"}
         meta = read_meta(self.path)
         meta.setdefault("resumes", []).append({"step": step, "host": platform.node(), "pid": os.getpid(),
-                                               "at": _now(), "argv": argv, "engine": engine, "changed": changed})
+                                               "at": _now(), "argv": argv, "engine": engine, "changed": changed,
+                                               "precision": precision})  # what ran may change with the device
         write_json(self.path / META_FILE, meta)
         return history
 

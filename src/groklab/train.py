@@ -31,6 +31,7 @@ from groklab.interrupts import Interrupted, StopRequest, signal_name, stop_on_si
 from groklab.metrics import grokking_summary
 from groklab.model import GPT
 from groklab.plots import plot_curves
+from groklab.precision import check_device
 from groklab.rundir import RunFolder
 from groklab.tb import TensorBoard
 from groklab.wandb_log import WandB
@@ -86,7 +87,7 @@ def group_key(cfg: RunConfig, data: RunData) -> tuple:
     return (dataclasses.replace(cfg.model, block_size=data.block_size), data.tokenizer.vocab_size,
             o.grokfast, o.grokfast_window if o.grokfast == "ma" else None, t.max_steps,
             t.eval_points_per_decade, t.eval_interval, t.device, t.early_stop_evals, t.grok_threshold,
-            t.checkpoint_interval, t.cuda_graph, t.compile)
+            t.checkpoint_interval, t.cuda_graph, t.compile, t.precision)
 
 
 def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
@@ -154,7 +155,9 @@ def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
         raise GroklabError("each run of a group needs its own out_dir")
     if len({group_key(c, d) for c, d in zip(configs, datas)}) != 1:  # before any folder is touched
         raise GroklabError("runs in one group must share the model shape, vocabulary size, step budget, "
-                           "gradient filter, evaluation schedule, early stop, device and step path; `train_many` groups them")
+                           "gradient filter, evaluation schedule, early stop, device, step path and precision; "
+                           "`train_many` groups them")
+    check_device(configs[0].train.precision, resolve_device(configs[0].train.device))  # before any folder too
     members, resume, start = _claim(configs, datas, retry_failed)
     try:
         return _open(members, resume, start, argv, log, on_steps)
@@ -176,7 +179,7 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
                         [m.cfg.train.batch_size for m in members], device)
     engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size),
-                    compile=tcfg.compile)
+                    compile=tcfg.compile, precision=tcfg.precision)
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.scored[split] for m in members]
@@ -200,9 +203,9 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     path += " + torch.compile" if tcfg.compile else ""
     for e, m in enumerate(members):
         if resume[e]:
-            m.history = m.folder.resume(m.cfg, argv, start, path)
+            m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record())
         else:
-            m.folder.start(m.cfg, argv, m.data, device, E, path)
+            m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
     return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
 
 
