@@ -8,6 +8,11 @@ Evaluation is left out of that estimate, which favours the baseline.
     python benchmarks/bench_reproduce.py                      # full study (on a GPU)
     python benchmarks/bench_reproduce.py --max_steps 3000     # a slice, to extrapolate from
     python benchmarks/bench_reproduce.py --groups [--compile] # each engine group alone: setup, ms a step
+    python benchmarks/bench_reproduce.py --max_steps 10000 --precision tf32   # a slice in another precision
+
+With a slice, the report splits the wall time into setup (data, groups built, compiled and captured),
+training (the longest run's training time, from its metrics) and the rest (tables, report), and extrapolates
+the training to the study's own step count: setup + training x (study steps / slice) + rest.
 """
 
 from __future__ import annotations
@@ -50,6 +55,18 @@ def eager_ms_per_step(cfg, device: torch.device, steps: int = 100) -> float:
     return min(window(step, device, steps) for _ in range(3))
 
 
+def phases(out: Path, total_s: float, train_end_s: float, slice_steps: int, study_steps: int) -> dict:
+    """Setup, training and the rest of a reproduce run, and the whole study extrapolated from a slice."""
+    import json as _json
+
+    training = max(_json.loads(line)["elapsed_s"] for m in out.glob("runs/*/*/metrics.jsonl")
+                   for line in m.read_text().splitlines()[-1:])
+    setup = max(train_end_s - training, 0.0)
+    rest = total_s - train_end_s
+    return {"setup_s": round(setup, 1), "training_s": round(training, 1), "tables_report_s": round(rest, 1),
+            "extrapolated_s": round(setup + training * study_steps / slice_steps + rest, 1)}
+
+
 def group_step_times(runs, device: torch.device, compile: bool, steps: int = 200) -> list[dict]:
     """Each engine group of the study opened as the sweep opens it (data, model, capture: and with
     `compile`, torch.compile's first call), then its captured step timed alone. The sum of ms a step ×
@@ -83,11 +100,14 @@ def main() -> None:
     ap.add_argument("--groups", action="store_true", help="time each engine group alone instead of the study")
     ap.add_argument("--compile", action="store_true", help="with --groups: torch.compile the step")
     ap.add_argument("--steps", type=int, default=200, help="with --groups: steps a timing window")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     args = ap.parse_args()
     device = resolve_device("auto")
-    runs = study_spec(args.study).expand({"max_steps": args.max_steps} if args.max_steps else None)
+    overrides = ({"max_steps": args.max_steps} if args.max_steps else {}) | {"precision": args.precision}
+    study_steps = study_spec(args.study).expand()[0].config.train.max_steps
+    runs = study_spec(args.study).expand(overrides)
     report: dict = {"machine": machine(device), "study": args.study, "runs": len(runs),
-                    "max_steps": runs[0].config.train.max_steps}
+                    "max_steps": runs[0].config.train.max_steps, "precision": args.precision}
     if args.groups:
         rows = group_step_times(runs, device, args.compile, args.steps)
         report |= {"compile": args.compile, "groups": rows,
@@ -113,10 +133,18 @@ def main() -> None:
         report["eager_estimate_s"] = round(total_s, 1)
 
     t0 = time.perf_counter()
-    counts = reproduce(args.study, args.out, overrides={"max_steps": args.max_steps} if args.max_steps else None,
-                       concurrent_groups=args.concurrent_groups, echo=lambda line: None)
+    marks: dict[str, float] = {}
+
+    def echo(line: str) -> None:  # the sweep's last line marks the end of training
+        if line.startswith(f"sweep {args.study}:") and " done, " in line:
+            marks.setdefault("trained", time.perf_counter() - t0)
+
+    counts = reproduce(args.study, args.out, overrides=overrides, concurrent_groups=args.concurrent_groups,
+                       echo=echo)
     report["groklab_wall_s"] = round(time.perf_counter() - t0, 1)
     report["status"] = counts
+    report |= phases(Path(args.out), report["groklab_wall_s"], marks.get("trained", report["groklab_wall_s"]),
+                     report["max_steps"], study_steps)
     if "eager_estimate_s" in report:
         report["speedup"] = round(report["eager_estimate_s"] / report["groklab_wall_s"], 1)
     print(json.dumps(report, indent=2))

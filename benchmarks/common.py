@@ -27,14 +27,20 @@ def seed000_data() -> tuple[RunData, ModelConfig]:
 
 
 def groklab_engine(data: RunData, mcfg: ModelConfig, E: int, batch: int, device: torch.device,
-                   compile: bool = False) -> Engine:
-    """E runs (seeds 0..E-1) built and captured exactly as `groklab train` does."""
+                   compile: bool = False, precision: str = "fp32") -> Engine:
+    """E runs (seeds 0..E-1) built and captured exactly as `groklab train` does; `engine.setup_s` is what
+    that took (with `compile`, the compilation: from the on-disk cache when an earlier process filled it)."""
+    t0 = time.perf_counter()
     model = GPT(mcfg, data.tokenizer.vocab_size, E, device)
     model.init_from_seeds(list(range(E)))
     train = data.splits["train"]
+    # fp32 without the argument: the same benchmark then also times a checkout from before precision existed
     engine = Engine(model, Hyper.build([OPTIM] * E, list(range(E)), [batch] * E, device), stack([train] * E),
-                    compile=compile)
+                    compile=compile, **({} if precision == "fp32" else {"precision": precision}))
+    engine.ran = getattr(getattr(engine, "precision", None), "ran", "fp32")
     engine.path = engine.capture_cuda_graph() + ("+compile" if compile else "")
+    sync(device)
+    engine.setup_s = time.perf_counter() - t0
     return engine
 
 
@@ -60,14 +66,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()  # host sync: the timer must see finished work
 
 
-def window(fn, device: torch.device, steps: int) -> float:
-    """ms per call over `steps` calls."""
+def window(fn, device: torch.device, steps: int, clock=time.perf_counter) -> float:
+    """ms per call over `steps` calls (`clock`: time.process_time counts this process's CPU time alone, which
+    other work on a shared CPU does not add to)."""
     sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         fn()
     sync(device)
-    return (time.perf_counter() - t0) * 1000 / steps
+    return (clock() - t0) * 1000 / steps
 
 
 def time_pair(ours, theirs, device: torch.device, steps: int, repeats: int) -> tuple[float, float]:
@@ -79,6 +86,19 @@ def time_pair(ours, theirs, device: torch.device, steps: int, repeats: int) -> t
         a.append(window(ours, device, steps))
         b.append(window(theirs, device, steps))
     return statistics.median(a), statistics.median(b)
+
+
+def time_many(fns: dict[str, object], device: torch.device, steps: int, repeats: int,
+              clock=time.perf_counter) -> dict[str, float]:
+    """Median ms per call of each, after an untimed warm-up window each; windows go round-robin, so drift
+    in the machine's speed hits every one alike."""
+    for fn in fns.values():
+        window(fn, device, steps, clock)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(window(fn, device, steps, clock))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def machine(device: torch.device) -> dict:

@@ -1,10 +1,12 @@
-"""Tiny configurations shared by the tests (seconds each on two CPU cores)."""
+"""Tiny configurations and command-line helpers shared by the tests (seconds each on two CPU cores)."""
 
+import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from groklab.cli import main
 from groklab.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 
 
@@ -58,3 +60,38 @@ def stop_after(monkeypatch, steps: int):
 
     monkeypatch.setattr(Engine, "step", step_and_signal)
     return stop
+
+
+def hide(text: str, *folders: Path) -> str:
+    """A message without the test's temporary folders (the ledger should not hold /tmp/pytest-of-...)."""
+    for folder in folders:
+        text = text.replace(str(folder), "…")
+    return text
+
+
+def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `groklab ARGV`; argparse's own errors leave through SystemExit."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code: int, err: str) -> str:
+    """A refusal as the CLI promises it: status 2, no traceback, and one `groklab[ CMD]: error: ...` message at the
+    end (argparse prints its usage above it). Returns the message, from `groklab` on (it may run over several
+    lines only where it echoes a value that holds a newline)."""
+    assert code == 2, (code, err)
+    assert "Traceback" not in err and '  File "' not in err, err
+    lines = err.strip().split("\n")  # not splitlines(): a value may hold U+0085 or U+2028, which it splits at
+    starts = [i for i, line in enumerate(lines) if re.match(r"groklab( [a-z]+)?: error: ", line)]
+    assert len(starts) == 1, err
+    if not is_usage_error(err):
+        assert not any(line.startswith("groklab") for line in lines[: starts[0]]), err
+    return "\n".join(lines[starts[0]:])
+
+
+def is_usage_error(err: str) -> bool:
+    return any(line.startswith("usage: groklab") for line in err.split("\n"))

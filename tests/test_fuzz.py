@@ -41,46 +41,11 @@ from groklab.sample import complete, evaluate_split, interactive, load_run
 from groklab.sweep_spec import MANAGED_FIELDS, PATH_FIELDS, SpecError, load_spec, parse_spec
 from groklab.tokenizer import MAX_P, CharTokenizer, NumberTokenizer, load_tokenizer, tokenizer_from_dict
 from groklab.train import train_runs
-from helpers import tiny_config
+from helpers import assert_clean_error, hide, is_usage_error, run_cli, tiny_config
 
 SYMBOLS = "".join(OPERATIONS)
 FAST = {"deadline": None,
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]}
-
-
-def hide(text: str, *folders: Path) -> str:
-    """A message without the test's temporary folders (the ledger should not hold /tmp/pytest-of-...)."""
-    for folder in folders:
-        text = text.replace(str(folder), "…")
-    return text
-
-
-def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of `groklab ARGV`; argparse's own errors leave through SystemExit."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_clean_error(code: int, err: str) -> str:
-    """A refusal as the CLI promises it: status 2, no traceback, and one `groklab[ CMD]: error: ...` message at the
-    end (argparse prints its usage above it). Returns the message, from `groklab` on (it may run over several
-    lines only where it echoes a value that holds a newline)."""
-    assert code == 2, (code, err)
-    assert "Traceback" not in err and '  File "' not in err, err
-    lines = err.strip().split("\n")  # not splitlines(): a value may hold U+0085 or U+2028, which it splits at
-    starts = [i for i, line in enumerate(lines) if re.match(r"groklab( [a-z]+)?: error: ", line)]
-    assert len(starts) == 1, err
-    if not is_usage_error(err):
-        assert not any(line.startswith("groklab") for line in lines[: starts[0]]), err
-    return "\n".join(lines[starts[0]:])
-
-
-def is_usage_error(err: str) -> bool:
-    return any(line.startswith("usage: groklab") for line in err.split("\n"))
 
 
 def tally_refusal(code: int, err: str, counts: Counter, example: list[str], *folders: Path) -> None:

@@ -11,14 +11,14 @@ from groklab.engine import Engine, Hyper
 from groklab.examples import Examples, stack
 from groklab.model import GPT
 from groklab.train import train_runs
-from tests.helpers import tiny_config
+from tests.helpers import same_tensors, tiny_config
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=6)
 V = 9
 
 
-def _engine(device, optimizer, compile=False, grokfast="none"):
+def _engine(device, optimizer, compile=False, grokfast="none", precision="fp32"):
     g = torch.Generator().manual_seed(0)
     data = []
     for n in (40, 25, 33):
@@ -34,7 +34,7 @@ def _engine(device, optimizer, compile=False, grokfast="none"):
     model.init_from_seeds([1, 2, 3])
     dev = torch.device(device)
     return Engine(model, Hyper.build(optims, [1, 2, 3], [8, 16, 4], dev), stack(data), optimizer=optimizer,
-                  compile=compile)
+                  compile=compile, precision=precision)
 
 
 @cuda
@@ -98,3 +98,53 @@ def test_compiled_graph_step_matches_eager_step():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     diff = (eager.model.flat - fused.model.flat).abs()
     assert float(diff.max()) < 5e-5 and float(diff.mean()) < 1e-7
+
+
+@cuda
+@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_tf32_and_bf16_inside_the_cuda_graph(precision, compile):
+    """The captured graph runs the asked precision (close to fp32, not equal to it), keeps float32 master
+    weights and Adam moments, and leaves the process-wide TF32 switch as it found it."""
+    ambient = torch.backends.cuda.matmul.allow_tf32
+    fp32, fast = _engine("cuda", "tensor"), _engine("cuda", "tensor", compile=compile, precision=precision)
+    assert fp32.capture_cuda_graph() == "cuda-graph" and fast.capture_cuda_graph() == "cuda-graph"
+    assert fast.precision.ran == precision and torch.backends.cuda.matmul.allow_tf32 == ambient
+    for _ in range(10):
+        a, b = fp32.step().clone(), fast.step().clone()
+        torch.testing.assert_close(b, a, rtol=5e-2, atol=0)
+    assert not torch.equal(fp32.model.flat, fast.model.flat)
+    # weights apart by rounding, not by a different trajectory (Adam can still flip near-zero coordinates)
+    assert (fp32.model.flat - fast.model.flat).norm() < 1e-2 * fp32.model.flat.norm()
+    assert fast.model.flat.dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in fast.member_state(0).values())
+
+
+@cuda
+def test_tf32_runs_fp32_without_the_graph_and_says_so():
+    eager = _engine("cuda", "tensor", precision="tf32")
+    eager.step()
+    assert eager.precision.ran == "fp32" and "not captured" in eager.precision.why
+
+
+@cuda
+def test_groups_of_different_precision_trained_at_once_match_each_alone(tmp_path):
+    """fp32, tf32 and bf16 groups captured one after another and trained at once (one thread and stream
+    each) end bit for bit where each group ends trained alone (the same group: GEMMs over another number
+    of runs may round differently): no group's precision leaks into another's."""
+    from groklab.groups import train_many
+
+    def configs(folder):
+        return [tiny_config(tmp_path / folder / f"{p}-{s}", device="cuda", precision=p, seed=s, max_steps=30)
+                for p in ("fp32", "tf32", "bf16") for s in (1, 2)]
+
+    train_many(configs("together"), log=lambda _: None, concurrent=3)
+    alone = configs("alone")
+    for k in range(0, len(alone), 2):  # the same groups (one precision, two seeds), one after another
+        train_many(alone[k:k + 2], log=lambda _: None)
+    for p in ("fp32", "tf32", "bf16"):
+        for s in (1, 2):
+            a, b = tmp_path / "together" / f"{p}-{s}", tmp_path / "alone" / f"{p}-{s}"
+            assert json.loads((a / "meta.json").read_text())["precision"]["ran"] == p
+            assert same_tensors(a / "model.safetensors", b / "model.safetensors"), (p, s)
+    assert not same_tensors(tmp_path / "together/fp32-1/model.safetensors", tmp_path / "together/tf32-1/model.safetensors")

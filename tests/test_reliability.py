@@ -56,7 +56,13 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
     kills = []
     for _ in range(3):
         proc = groklab(*cmd)
-        time.sleep(rng.uniform(0.35, 0.9) * wall)  # startup (imports) is part of the window too
+        # the moment: some time after this attempt wrote a checkpoint of its own (a kill before it would only
+        # repeat the last attempt), anywhere in training, checkpoint writes and evaluations included
+        before = saved_step(tmp_path / "killed")
+        deadline = time.time() + 4 * wall
+        while proc.poll() is None and saved_step(tmp_path / "killed") == before and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3) * wall)
         if proc.poll() is not None:  # finished before the kill: nothing was interrupted
             break
         os.killpg(proc.pid, signal.SIGKILL)

@@ -32,7 +32,7 @@ from groklab.files import write_json
 from groklab.model import GPT
 from groklab.ops import OPERATIONS
 from groklab.phases import phases, plot_phases
-from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, one_at_a_time, pyplot, save_figure
+from groklab.plots import SERIES_COLORS as PALETTE, STEP_LABEL, new_figure, save_figure
 from groklab.progress import (MAX_ELEMENTS, Basis, fourier_norms, key_frequencies, key_share, measures_for,
                               restricted_excluded_loss, spectrum)
 from groklab.tokenizer import NumberTokenizer, load_tokenizer
@@ -156,13 +156,12 @@ def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS, device: str | to
     return result
 
 
-@one_at_a_time
 def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
-    plt = pyplot()
     out = []
     norms, keys = result["fourier_norms"], result["key_frequencies"]
     if norms:
-        fig, ax = plt.subplots(figsize=(8, 3.2))
+        fig = new_figure(figsize=(8, 3.2))
+        ax = fig.subplots()
         colors = [PALETTE[1] if k in keys else PALETTE[0] for k in range(len(norms))]
         ax.bar(range(1, len(norms)), norms[1:], color=colors[1:], width=0.8)
         ax.set_xlabel(f"frequency k over {result['bases'][result['basis']]['describe']}")
@@ -174,7 +173,8 @@ def _plot(result: dict, metrics: list[dict], run_dir: Path) -> list[Path]:
 
     rows = result["over_training"]
     steps = [r["step"] for r in rows]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = new_figure(figsize=(8, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     if metrics:
         top.plot([m["step"] for m in metrics], [m["train_loss"] for m in metrics], color=PALETTE[0], label="train loss")
         for key, ls in (("val_loss", "--"), ("test_loss", ":")):  # val: the split grokking is read from

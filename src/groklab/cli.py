@@ -1,4 +1,4 @@
-"""The `groklab` command: data, train, run, sweep, reproduce, report, sample, evaluate.
+"""The `groklab` command: data, train, run, sweep, reproduce, report, sample, evaluate, export.
 
 Every user mistake ends as one line `groklab: error: ...` and exit status 2, never a traceback.
 """
@@ -15,6 +15,7 @@ from groklab import __version__
 from groklab.cli_args import add_config_flags, config_from_args, given_fields
 from groklab.config import RunConfig
 from groklab.errors import GroklabError
+from groklab.extras import check_run_options
 from groklab.presets import main_job_config
 from groklab.sweep_spec import MAX_RUNS
 
@@ -104,6 +105,7 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
     cfg = _positional_source(getattr(args, "path", None), config_from_args(args, base))
     if not cfg.data.has_source:
         raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
+    check_run_options([cfg.train])  # before anything is written (--seeds changes only seed and out_dir)
     command = ["groklab", *argv]
     configs = [cfg]
     seeds_folder = None
@@ -166,6 +168,8 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.sweep_spec import load_spec
 
     spec = load_spec(args.spec)
+    check_run_options(p.config.train for p in spec.expand(given_fields(args), max_runs=args.max_runs,
+                                                          echo=lambda _: None))  # before anything is written
     counts = run_sweep(spec, args.out, given_fields(args), backend=args.backend, address=args.address,
                        gpus_per_group=args.gpus_per_group, retry_failed=args.retry_failed, max_group=args.max_group,
                        concurrent_groups=args.concurrent_groups, argv=["groklab", *argv], max_runs=args.max_runs)
@@ -175,6 +179,7 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.reproduce import reproduce
 
+    check_run_options([args])  # the flags: the studies themselves ask for no extra
     counts = reproduce(args.study, args.out, quick=args.quick, overrides=given_fields(args), backend=args.backend,
                        address=args.address, gpus_per_group=args.gpus_per_group, max_group=args.max_group,
                        concurrent_groups=args.concurrent_groups, argv=["groklab", *argv], max_runs=args.max_runs)
@@ -250,6 +255,18 @@ def _analyze_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_cmd(args: argparse.Namespace) -> int:
+    from groklab.export import export_run
+    from groklab.sample import load_run
+
+    run = load_run(args.run)
+    out = export_run(run, args.format, args.out, source=str(run.run_dir))
+    loader = ("transformers.GPT2LMHeadModel.from_pretrained" if args.format == "hf"
+              else "groklab.export.load_module")
+    print(f"wrote {out} ({args.format}, step {run.step:,}): load it with {loader}({str(out)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groklab", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"groklab {__version__}")
@@ -313,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "discrete logs) the embeddings' Fourier spectrum and restricted/excluded loss")
     an.add_argument("run", help="run directory (trained with --tokenizer number; --snapshots_per_decade or "
                                 "--snapshot_interval for curves over training)")
+
+    x = sub.add_parser("export", allow_abbrev=False,
+                       help="a run for other tools: a Hugging Face GPT-2 folder or a plain torch module")
+    x.add_argument("run", help="run directory (or a file inside it)")
+    x.add_argument("--format", choices=["hf", "module"], default="hf",
+                   help="hf: GPT2LMHeadModel + tokenizer, for transformers and TransformerLens "
+                        "(pip install 'groklab[hf]'); module: a plain torch.nn.Module's weights (default hf)")
+    x.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True,
+                   help="output folder (new, empty, or an earlier export)")
 
     e = sub.add_parser("evaluate", allow_abbrev=False, help="exact-match accuracy of a run on one of its splits")
     e.add_argument("run", help="run directory (or a file inside it)")
@@ -388,6 +414,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return _analyze_cmd(args)
     if args.command == "evaluate":
         return _evaluate_cmd(args)
+    if args.command == "export":
+        return _export_cmd(args)
     return 2
 
 

@@ -64,6 +64,8 @@ WeightDecayMode = Literal["decoupled", "l2"]
 InitScheme = Literal["nanogpt", "torch", "nanda"]
 Activation = Literal["gelu", "relu"]
 DecayOn = Literal["weights", "all"]
+WandbMode = Literal["online", "offline", "disabled"]
+Precision = Literal["fp32", "tf32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,21 @@ class TrainConfig:
     tensorboard: bool = field(default=False, metadata=doc(
         "write TensorBoard event files to OUT_DIR/tb at each evaluation: losses, accuracies, weight norm, "
         "learning rate (pip install 'groklab[tb]')", role="how"))
+    wandb: bool = field(default=False, metadata=doc(
+        "log each run to Weights & Biases as a W&B run of its own: its config, every evaluation, the grokking "
+        "summary; a sweep's runs form one W&B group (pip install 'groklab[wandb]')", role="how"))
+    wandb_project: str = field(default="groklab", metadata=doc("W&B project the runs are logged to", role="how"))
+    wandb_group: str = field(default="", metadata=doc("W&B group of the runs; default: the sweep's name in a sweep, "
+                                                      "none for a single run", role="how"))
+    wandb_mode: WandbMode | None = field(default=None, metadata=doc(
+        "W&B mode: 'online', 'offline' (files in OUT_DIR/wandb, uploaded later with `wandb sync`) or 'disabled'; "
+        "default: the WANDB_MODE environment variable, else online", role="how"))
+    precision: Precision = field(default="fp32", metadata=doc(
+        "arithmetic of the training step: 'fp32' (the default, exact); 'tf32': float32 everywhere, the matrix "
+        "products of the captured CUDA graph on the tensor cores with TF32 inputs (a CPU has none: fp32 there); "
+        "'bf16': matrix products autocast to bfloat16, float32 master weights, optimizer state, softmax, loss "
+        "and update (on a CPU only where it has bf16 instructions). Evaluation is float32 always; meta.json records "
+        "what ran"))
     snapshot_interval: int = field(  # "is": a snapshot step is an evaluation step too
         default=0, metadata=doc("also keep the weights every N steps in OUT_DIR/snapshots (linearly spaced, "
                                 "for the phases of `groklab analyze`); 0 = off")
@@ -340,6 +357,12 @@ class TrainConfig:
         _require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
         _require(self.snapshot_interval >= 0, "snapshot_interval", f"must be >= 0, got {self.snapshot_interval}")
         _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
+        _require(bool(self.wandb_project.strip()) and not any(c in self.wandb_project for c in "/\\#?%:"),
+                 "wandb_project", f"must name a W&B project (no / \\ # ? % :), got {self.wandb_project!r}")
+        _require(self.wandb_mode is None or self.wandb_mode in get_args(WandbMode), "wandb_mode",
+                 f"'online', 'offline' or 'disabled', got {self.wandb_mode!r}")
+        _require(self.precision in get_args(Precision), "precision",
+                 f"'fp32', 'tf32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
+from groklab.compile_cache import prepare_compile
 from groklab.config import OptimConfig
 from groklab.examples import Stacked
 from groklab.grokfast import make_filter
 from groklab.orthograd import project_out_weights
 from groklab.model import GPT, forward
+from groklab.precision import StepPrecision, autocast
 
 _MASK32 = 0xFFFFFFFF
 
@@ -54,10 +56,30 @@ def member_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
 
 
 def _loss(params: dict[str, torch.Tensor], cfg, x: torch.Tensor, pos: torch.Tensor | None, y: torch.Tensor,
-          dropout: float) -> torch.Tensor:
-    """Each run's mean answer-token loss (E,) on its batch."""
-    total, count = member_losses(forward(params, cfg, x, dropout=dropout, positions=pos), y)
+          dropout: float, bf16: bool = False) -> torch.Tensor:
+    """Each run's mean answer-token loss (E,) on its batch; `bf16`: the forward's matrix products autocast,
+    the loss taken on float32 logits (for float32 logits .float() is the same tensor: fp32 is unchanged)."""
+    with autocast(bf16, x.device):
+        logits = forward(params, cfg, x, dropout=dropout, positions=pos)
+    total, count = member_losses(logits.float(), y)
     return total / count.clamp(min=1)
+
+
+def draw_batch(seeds: torch.Tensor, step: torch.Tensor, batch: int, train: Stacked, slot_valid: torch.Tensor,
+               full: torch.Tensor | None = None, rows: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Inputs (E, B, T), loss positions (E, B, K) or None, and answers (E, B, K) of the batch at `step`;
+    slots past a run's own batch size answer -1 (no loss). `full` (E,): the runs that take their whole split
+    in order (batch size 0), slot i being row `rows[0, i]`."""
+    idx = batch_indices(seeds, step, batch, train.counts)  # (E, B)
+    if full is not None:
+        idx = torch.where(full[:, None], rows, idx)
+    idx = idx[..., None]  # (E, B, 1)
+    x = torch.gather(train.inputs, 1, idx.expand(-1, -1, train.inputs.shape[-1]))
+    rows = idx.expand(-1, -1, train.answers.shape[-1])
+    pos = None if train.positions is None else torch.gather(train.positions, 1, rows)
+    y = torch.gather(train.answers, 1, rows)
+    return x, pos, torch.where(slot_valid[..., None], y, -1)
 
 
 def _clip_coef(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
@@ -194,8 +216,10 @@ class Engine:
         train: Stacked,
         optimizer: OptimizerPath = "auto",
         compile: bool = False,
+        precision: str = "fp32",
     ):
         dev = model.device
+        self.precision = StepPrecision.plan(precision, dev)  # what the step computes in; a capture may change it
         self.model, self.hyper = model, hyper
         self.train = train.to(dev)
         self.step_count = torch.zeros((), dtype=torch.long, device=dev)  # optimizer steps taken so far
@@ -226,8 +250,12 @@ class Engine:
         self.optimizer_path = optimizer
         # opt-in: torch.compile fuses the elementwise chains of the loss and of the tensor AdamW (Triton on a
         # GPU); the captured graph then replays the fused kernels
+        # and the batch: its integer hash is ~30 one-element-a-slot kernels eagerly, ~10 % of a one-run step
+        if compile:
+            prepare_compile()
         self._loss_fn = torch.compile(_loss, dynamic=False) if compile else _loss
         self._update_fn = torch.compile(_adamw_rows, dynamic=False) if compile else _adamw_rows
+        self._batch_fn = torch.compile(draw_batch, dynamic=False) if compile else draw_batch
         self.compiled = compile
         self.grad_filter = make_filter(hyper.grokfast, hyper.grokfast_window, hyper.grokfast_alpha,
                                        hyper.grokfast_lamb, tuple(model.grad.shape), dev)
@@ -259,16 +287,9 @@ class Engine:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Inputs (E, B, T), loss positions (E, B, K) or None, and answers (E, B, K) of the next step."""
-        tr = self.train
-        idx = batch_indices(self.hyper.seeds, self.step_count, self.max_batch, tr.counts)  # (E, B)
-        if self.any_full:
-            idx = torch.where(self.full_batch[:, None], self._rows, idx)
-        idx = idx[..., None]  # (E, B, 1)
-        x = torch.gather(tr.inputs, 1, idx.expand(-1, -1, tr.inputs.shape[-1]))
-        rows = idx.expand(-1, -1, tr.answers.shape[-1])
-        pos = None if tr.positions is None else torch.gather(tr.positions, 1, rows)
-        y = torch.gather(tr.answers, 1, rows)
-        return x, pos, torch.where(self.slot_valid[..., None], y, -1)
+        full = self.full_batch if self.any_full else None
+        return self._batch_fn(self.hyper.seeds, self.step_count, self.max_batch, self.train, self.slot_valid, full,
+                              self._rows)
 
     def step(self) -> torch.Tensor:
         """One optimizer step for every run; returns each run's batch loss (E,), still on the device (with a
@@ -291,6 +312,7 @@ class Engine:
         state = [self.model.flat, self.exp_avg, self.exp_avg_sq, self.step_count, *self.grad_filter.buffers()]
         saved = [t.clone() for t in state]
         taken = self.steps_taken
+        dev = self.model.device
         try:
             # This engine's own stream for the warm-up and the capture. torch.cuda.graph's default is one capture
             # stream for every graph of the process, and cuBLAS keys its workspace by stream: graphs captured on
@@ -300,17 +322,19 @@ class Engine:
             # groups of one wave (at most 8, each also training on a stream of its own) never share one.
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):  # warm-up: allocator pools, cuBLAS handle and workspace
-                for _ in range(warmup):
-                    self._eager_step()
-            torch.cuda.current_stream().wait_stream(stream)
-            with torch.no_grad():
-                for t, s in zip(state, saved):
-                    t.copy_(s)
-            graph = torch.cuda.CUDAGraph()
-            # thread_local: other threads may train their own groups (and sync their streams) meanwhile
-            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-                loss = self._eager_step()
+            # TF32 on for this warm-up and capture alone (precision.py says why no group can race on it)
+            with self.precision.capturing(dev):
+                with torch.cuda.stream(stream):  # warm-up: allocator pools, cuBLAS handle and workspace
+                    for _ in range(warmup):
+                        self._eager_step()
+                torch.cuda.current_stream().wait_stream(stream)
+                with torch.no_grad():
+                    for t, s in zip(state, saved):
+                        t.copy_(s)
+                graph = torch.cuda.CUDAGraph()
+                # thread_local: other threads may train their own groups (and sync their streams) meanwhile
+                with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                    loss = self._eager_step()
         except RuntimeError as exc:  # e.g. an op that cannot be captured on this build
             with torch.no_grad():
                 for t, s in zip(state, saved):
@@ -319,13 +343,14 @@ class Engine:
             return f"eager: CUDA graph capture failed ({str(exc).splitlines()[0][:120]})"
         self.steps_taken = taken  # capture ran the Python side once but no kernel
         self._graph, self._graph_loss = graph, loss
+        self.precision = self.precision.captured(dev)
         return "cuda-graph"
 
     def _eager_step(self) -> torch.Tensor:
         x, pos, y = self.batch()
         m = self.model
         dropout = m.cfg.dropout if m.training else 0.0
-        loss = self._loss_fn(m.params, m.cfg, x, pos, y, dropout)
+        loss = self._loss_fn(m.params, m.cfg, x, pos, y, dropout, self.precision.bf16)
         # runs share no weights, so each row of the gradient is that run's own. The gradients come back as
         # fresh tensors and one cat writes them into the flat buffer: accumulating into zeroed .grad views
         # instead costs a zero and an add per parameter tensor, ~10 % of a small group's kernels on a GPU

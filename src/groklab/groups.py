@@ -125,6 +125,7 @@ class ManyRuns:
         self.datas: list[RunData | None] = [None] * len(self.configs)
         self.starts: list[int] = [0] * len(self.configs)
         self.stop = StopRequest()
+        self.stopped: list[Interrupted] = []  # what each interrupted group said
 
     # ------------------------------------------------------------ planning
     def _failed(self, i: int, reason: str) -> None:
@@ -172,8 +173,11 @@ class ManyRuns:
         cfgs = [self.configs[i] for i in part]
         try:
             return fn(cfgs)
-        except (Interrupted, FolderInUse):
+        except Interrupted as exc:
+            self.stopped.append(exc)
             raise  # never a failure of the runs: nothing is marked
+        except FolderInUse:
+            raise
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             # the halves decide again under their folders' locks where they start (a run that checkpointed
@@ -268,6 +272,8 @@ class ManyRuns:
                 self._schedule(todo)
             if self.stop:
                 left = sum(r is None for r in self.results)
+                if len(self.stopped) == 1 and left == 1:
+                    raise self.stopped[0]  # one run: its own words ("interrupted (SIGINT) at step N")
                 raise Interrupted(self.stop.signum or 2, f"interrupted ({signal_name(self.stop.signum or 2)}): "
                                   f"{left} run(s) stopped and saved at a step boundary")
         return [r for r in self.results if r is not None]

@@ -27,6 +27,18 @@ class LoadedRun:
     model: GPT  # E = 1, in eval mode
     step: int
 
+    def to_hf(self):
+        """(transformers.GPT2LMHeadModel, its tokenizer) with this run's weights (pip install 'groklab[hf]')."""
+        from groklab.export import to_hf
+
+        return to_hf(self)
+
+    def to_module(self):
+        """This run as a plain torch.nn.Module (state_dict, hooks, .to, .eval): ids (B, T) -> logits (B, T, V)."""
+        from groklab.export import to_module
+
+        return to_module(self)
+
 
 def find_run_dir(path: str | Path) -> Path:
     """A run folder, or any file inside one (e.g. seed 003's `ckpt/model.pt` habit) -> the run folder."""

@@ -208,7 +208,9 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch
     step at T = 8); plain matmuls and a masked softmax do the same sums with far less waste."""
     if k.shape[2] > SHORT_CONTEXT:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
-    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (EB, H, Tq, T)
+    # the scores in float32 before scaling, masking and softmax (under bf16 autocast the product is bf16;
+    # for float32 scores .float() is the same tensor)
+    att = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(q.shape[-1]))  # (EB, H, Tq, T)
     att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
     att = _dropout(att, dropout)
     return att @ v

@@ -27,7 +27,7 @@ from groklab.analyze import ANALYSIS_FILE, analyze
 from groklab.errors import CheckpointError
 from groklab.files import read_json
 from groklab.phases import GROK_LOSS
-from groklab.plots import SERIES_COLORS, one_at_a_time, pyplot, save_figure
+from groklab.plots import SERIES_COLORS, new_figure, save_figure
 from groklab.sweepdir import collect
 from groklab.tables import MISSING, md_table, steps
 
@@ -48,11 +48,10 @@ def _median(values: list[int]) -> str:
     return f"{statistics.median(values):,.0f}" if values else MISSING
 
 
-@one_at_a_time
 def plot_fractions(curves: dict[float, list[list[dict]]], path: Path) -> Path:
     """Test (val) loss over epochs, every run of each train fraction, the paper's grokking epochs dashed."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
+    fig = new_figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
     for i, (fraction, runs) in enumerate(sorted(curves.items(), reverse=True)):
         color = SERIES_COLORS[(i + 1) % len(SERIES_COLORS)]
         for j, history in enumerate(runs):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from groklab.metrics import steps_to_stay_above
-from groklab.plots import COLORS, SERIES_COLORS as PALETTE, one_at_a_time, pyplot, save_figure
+from groklab.plots import COLORS, SERIES_COLORS as PALETTE, new_figure, save_figure
 
 GROK_LOSS = 0.01  # Nanda et al.: grokked when test loss is below this
 DROP = 10.0  # cleanup begins once the held-out loss is this many times below its peak
@@ -75,16 +75,15 @@ def _spans(p: dict, last: int) -> list[tuple[str, int, int]]:
     return spans
 
 
-@one_at_a_time
 def plot_phases(metrics: Sequence[dict], analysis: dict, p: dict, path: str | Path | None, title: str) -> Path | bytes:
     """The paper's figure 7, on a linear step axis (full batch: a step is an epoch): (a) train and val loss
     with restricted and excluded loss; (b) the key frequencies' share of the embedding and each one's norm;
     (c) the sum of squared weights; the phases shaded and their boundaries marked."""
-    plt = pyplot()
     rows = analysis["over_training"]
     steps = [r["step"] for r in rows]
     last = max([m["step"] for m in metrics] + steps + [1])
-    fig, (ax_loss, ax_freq, ax_norm) = plt.subplots(3, 1, figsize=(9, 9), sharex=True, constrained_layout=True)
+    fig = new_figure(figsize=(9, 9), layout="constrained")
+    ax_loss, ax_freq, ax_norm = fig.subplots(3, 1, sharex=True)
     ms = [m["step"] for m in metrics]
     for split, label in (("train", "train loss"), ("val", "test (val) loss")):
         ax_loss.plot(ms, [max(m[f"{split}_loss"], 1e-9) for m in metrics], color=COLORS[split], label=label)

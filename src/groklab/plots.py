@@ -9,10 +9,8 @@ Each function writes a PNG to `path`, or returns its bytes when `path` is None.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,39 +37,22 @@ DPI = 110
 MAX_BANDS = 4  # settings compared in one panel with their bands; more are drawn as lines only
 
 
-_PYPLOT = threading.RLock()  # pyplot keeps global state: groups training in threads must not draw at once
+def new_figure(**kwargs: Any):
+    """A figure of its own, never pyplot's: drawing changes no global state (a notebook's backend, pyplot's
+    current figure), so groups training in threads may draw at once, and nothing needs closing."""
+    from matplotlib.figure import Figure
 
-
-def one_at_a_time(draw):
-    @functools.wraps(draw)
-    def serialized(*args, **kwargs):
-        with _PYPLOT:
-            return draw(*args, **kwargs)
-
-    return serialized
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def save_figure(fig, path: str | Path | None, dpi: int) -> Path | bytes:
-    plt = pyplot()
-    try:
-        if path is None:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=dpi)
-            return buf.getvalue()
-        path = Path(path)
-        fig.savefig(path, dpi=dpi)
-        return path
-    finally:
-        plt.close(fig)
+    if path is None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        return buf.getvalue()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 def _floored(values: Sequence[float | None]) -> tuple[list[float], bool]:
@@ -129,16 +110,15 @@ def _splits(histories: Sequence[Sequence[dict]], acc: str = "acc") -> list[str]:
     return [s for s in COLORS if any(h.get(f"{s}_{acc}") is not None for rows in histories for h in rows)]
 
 
-@one_at_a_time
 def plot_curves(history: Sequence[dict], path: str | Path | None, title: str, marks: dict[str, int | None],
                 dpi: int = DPI, text: bool = False) -> Path | bytes:
     """One run: loss and accuracy of each split, with vertical lines at the marked steps. `text`: a run that
     memorised a text (loss per token, per-token accuracy)."""
-    plt = pyplot()
     acc = _measure(text)[2]
     rows = [h for h in history if h["step"] > 0]
     steps = [h["step"] for h in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig = new_figure(figsize=(11, 4.2), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
     floored = False
     for split in _splits([rows], acc):
         style = {"color": COLORS[split], "linestyle": STYLES[split], "label": split}
@@ -183,13 +163,11 @@ def _median(values: Sequence[float]) -> float:
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
-@one_at_a_time
 def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int | None]], path: str | Path | None,
               title: str, dpi: int = DPI, text: bool = False) -> Path | bytes:
     """Several runs of one setting (seeds): each split's mean with a min–max band; below the accuracy panel
     a strip with each run's steps-to-memorise and steps-to-grok, and their medians as lines on the curves."""
-    plt = pyplot()
-    fig = plt.figure(figsize=(11, 4.8), constrained_layout=True)
+    fig = new_figure(figsize=(11, 4.8), layout="constrained")
     grid = fig.add_gridspec(2, 2, height_ratios=(5, 1.1))
     ax_loss = fig.add_subplot(grid[:, 0])
     ax_acc = fig.add_subplot(grid[0, 1])
@@ -242,14 +220,13 @@ def compare_bands(series: Sequence[tuple[str, Sequence[Sequence[dict]]]]) -> boo
     return len(series) <= MAX_BANDS and any(len(h) > 1 for _, h in series)
 
 
-@one_at_a_time
 def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: str, path: str | Path | None,
                  title: str, dpi: int = DPI, text: bool = False) -> Path | bytes:
     """One metric (e.g. val_acc) of several settings in one panel: each setting's mean over its runs, with
     its min–max band when there are few settings (more bands than that hide each other); colours and dash
     patterns both differ, so settings stay apart in greyscale."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.4), constrained_layout=True)
+    fig = new_figure(figsize=(10, 4.4), layout="constrained")
+    ax = fig.subplots()
     loss = key.endswith("_loss")
     floored = False
     bands = compare_bands(series)
@@ -285,20 +262,20 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
     return save_figure(fig, path, dpi)
 
 
-@one_at_a_time
 def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[str], ylabels: Sequence[str],
                  xname: str, yname: str, path: str | Path | None, title: str, dpi: int = DPI) -> Path | bytes:
     """A phase diagram: steps-to-grok of each (y, x) cell on a log colour scale. A cell is a dict with
     `value` (steps, or None) and `text` (what to print in it); a cell with no value is drawn hatched grey
     (never grokked within its step budget, failed, or not trained, as its text says)."""
-    plt = pyplot()
+    from matplotlib import colormaps
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
     ny, nx = len(ylabels), len(xlabels)
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.35 * nx + 2.6), max(3.0, 0.75 * ny + 1.9)), constrained_layout=True)
+    fig = new_figure(figsize=(max(4.5, 1.35 * nx + 2.6), max(3.0, 0.75 * ny + 1.9)), layout="constrained")
+    ax = fig.subplots()
     values = [c["value"] for row in cells for c in row if c["value"] is not None]
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     norm = None
     if values:
         lo, hi = min(values), max(values)

@@ -603,8 +603,9 @@ def _refuse_foreign_report(folder: Path) -> None:
                                 or b"groklab report" in md.read_bytes()[:200])  # 0.1's first line: its title
     if (md.exists() and not ours_md) or (page.exists() and b"groklab report" not in page.read_bytes()[:2000]):
         raise GroklabError(f"{folder} holds a {REPORT_MD} or {REPORT_HTML} that groklab did not write; move it away")
-    if files.exists() and (not files.is_dir() or not ours_md
-                           or any(not p.name.endswith(".png") or not p.is_file() for p in files.iterdir())):
+    figures = list(files.iterdir()) if files.is_dir() else []
+    if files.exists() and (not files.is_dir() or any(not p.name.endswith(".png") or not p.is_file() for p in figures)
+                           or (figures and not ours_md)):
         raise GroklabError(f"{files} holds files groklab's report did not write; move them away")
 
 

@@ -9,7 +9,7 @@ the summary, the status, and loading a run for sample / evaluate / analyze / rep
     model.safetensors  the weights (with their model config, vocabulary and a checksum)
     state.safetensors  what a resume needs; written last, so it is the run's commit point
     summary.json       a finished run's measures;  failed.json  a run that went non-finite or errored
-    curves.png, snapshots/, tb/, analysis*, report*   outputs
+    curves.png, snapshots/, tb/, wandb/, analysis*, report*   outputs
 
 The rules: one writer (an OS lock that dies with its process); a folder groklab did not write is never
 touched; a run resumed with any change to what it *is* (config fields of role "is", the data's content) is
@@ -52,13 +52,15 @@ FAILED_FILE = "failed.json"
 CURVES_FILE = "curves.png"
 SNAPSHOT_DIR = "snapshots"
 TB_DIR = "tb"
+WANDB_DIR = "wandb"  # --wandb: W&B's own files for the run (all of it in offline mode)
 ANALYSIS_FILE = "analysis.json"
 ANALYSIS_PLOTS = ("analysis_fourier.png", "analysis_progress.png", "analysis_phases.png")
 REPORT_FILES = ("report.html", "report.md", "report_files")  # `groklab report` writes these into any folder
 RUN_FORMAT = "groklab-run/2"
 # everything groklab may write into a run folder (a fresh start clears these and nothing else)
 OWN_NAMES = (CONFIG_FILE, META_FILE, VOCAB_FILE, DATA_DIR, METRICS_FILE, WEIGHTS_FILE, STATE_FILE, SUMMARY_FILE,
-             FAILED_FILE, CURVES_FILE, SNAPSHOT_DIR, TB_DIR, ANALYSIS_FILE, *ANALYSIS_PLOTS, *REPORT_FILES)
+             FAILED_FILE, CURVES_FILE, SNAPSHOT_DIR, TB_DIR, WANDB_DIR, ANALYSIS_FILE, *ANALYSIS_PLOTS,
+             *REPORT_FILES)
 Status = Literal["done", "failed", "partial", "pending"]
 SPLITS = ("train", "val", "test")
 METRIC_NUMBERS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
@@ -345,7 +347,7 @@ class RunFolder:
         self.lock.release()
 
     def start(self, cfg: RunConfig, argv: list[str] | None, data: RunData, device: torch.device, group_size: int,
-              engine: str) -> None:
+              engine: str, precision: dict | None = None) -> None:
         """A fresh run: whatever an earlier start of it left (never other files) goes, then meta.json (the
         marker that makes the folder ours), the data, the vocabulary, and config.json last."""
         for name in OWN_NAMES:
@@ -362,6 +364,7 @@ class RunFolder:
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "git_commit": _git_commit(), "started": _now(), "group_size": group_size, "engine": engine,
             "host": platform.node(), "pid": os.getpid(), "resumes": [],
+            "precision": precision,  # {"asked", "ran"[, "why"]}: tf32 is fp32 on a CPU and off the CUDA graph
         })
         for name, text in data.files().items():
             atomic_write(self.path / DATA_DIR / name, text)
@@ -369,7 +372,8 @@ class RunFolder:
         write_json(self.path / CONFIG_FILE, {"config": cfg.to_dict(), "argv": argv,
                                              "data_hash": fingerprint(data.files())})
 
-    def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str) -> list[dict[str, Any]]:
+    def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str,
+               precision: dict | None = None) -> list[dict[str, Any]]:
         """Continue from the checkpoint at `step`: the evaluations after it (to be redone) leave metrics.jsonl,
         a failed.json of a retried run goes, and meta.json records the resume and what changed in how the run
         executes (device, compile, ...). Returns the evaluations kept."""
@@ -380,7 +384,8 @@ class RunFolder:
         changed = {k: [old, new] for k, old, new in differences(saved, cfg, roles=("how",)) if k != "resume"}
         meta = read_meta(self.path)
         meta.setdefault("resumes", []).append({"step": step, "host": platform.node(), "pid": os.getpid(),
-                                               "at": _now(), "argv": argv, "engine": engine, "changed": changed})
+                                               "at": _now(), "argv": argv, "engine": engine, "changed": changed,
+                                               "precision": precision})  # what ran may change with the device
         write_json(self.path / META_FILE, meta)
         return history
 

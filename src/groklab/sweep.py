@@ -23,6 +23,11 @@ from groklab.sweep_spec import MAX_RUNS, SpecError, SweepSpec
 from groklab.sweepdir import LOG_FILE, SWEEP_FILE, SweepFolder, SweepRun, read_sweep, run_folder, write_store
 
 
+def _wandb_group(cfg: RunConfig, name: str) -> dict[str, str]:
+    """--wandb in a sweep: its runs form one W&B group, named after the sweep unless --wandb_group says."""
+    return {"wandb_group": cfg.train.wandb_group or name} if cfg.train.wandb else {}
+
+
 def prepare(folder: SweepFolder, spec: SweepSpec, overrides: Mapping[str, Any] | None = None,
             argv: Sequence[str] | None = None, max_runs: int = MAX_RUNS,
             echo: Callable[[str], None] = print) -> list[SweepRun]:
@@ -32,7 +37,8 @@ def prepare(folder: SweepFolder, spec: SweepSpec, overrides: Mapping[str, Any] |
     out = folder.path.resolve()  # absolute: Ray workers do not share the driver's working directory
     planned = spec.expand(overrides, max_runs=max_runs, echo=echo)
     runs = [SweepRun(p.run_id, p.experiment, p.params,
-                     p.config.replace(out_dir=str(out / run_folder(p.run_id)), progress=False), run_folder(p.run_id))
+                     p.config.replace(out_dir=str(out / run_folder(p.run_id)), progress=False,
+                                      **_wandb_group(p.config, spec.name)), run_folder(p.run_id))
             for p in planned]
     previous: dict[str, SweepRun] = {}
     if (out / SWEEP_FILE).exists():
@@ -56,7 +62,7 @@ class LiveLine:
     stderr is not a terminal, a plain line at each change instead."""
 
     def __init__(self, name: str, runs: Sequence[SweepRun], log: Callable[[str], None]):
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter
 
         statuses = [rundir.status(r.run_dir) for r in runs]
         self.total_runs = len(runs)

@@ -31,9 +31,11 @@ from groklab.interrupts import Interrupted, StopRequest, signal_name, stop_on_si
 from groklab.metrics import grokking_summary
 from groklab.model import GPT
 from groklab.plots import plot_curves
+from groklab.precision import check_device
 from groklab.rundir import RunFolder
 from groklab.tb import TensorBoard
 from groklab.textrun import greedy_reconstructions, text_summary
+from groklab.wandb_log import WandB
 
 SPLITS = rundir.SPLITS
 
@@ -86,7 +88,7 @@ def group_key(cfg: RunConfig, data: RunData) -> tuple:
     return (dataclasses.replace(cfg.model, block_size=data.block_size), data.tokenizer.vocab_size,
             o.grokfast, o.grokfast_window if o.grokfast == "ma" else None, t.max_steps,
             t.eval_points_per_decade, t.eval_interval, t.device, t.early_stop_evals, t.grok_threshold,
-            t.checkpoint_interval, t.cuda_graph, t.compile, t.snapshots_per_decade, t.snapshot_interval)
+            t.checkpoint_interval, t.cuda_graph, t.compile, t.precision, t.snapshots_per_decade, t.snapshot_interval)
 
 
 def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
@@ -154,7 +156,9 @@ def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
         raise GroklabError("each run of a group needs its own out_dir")
     if len({group_key(c, d) for c, d in zip(configs, datas)}) != 1:  # before any folder is touched
         raise GroklabError("runs in one group must share the model shape, vocabulary size, step budget, "
-                           "gradient filter, evaluation schedule, early stop, device and step path; `train_many` groups them")
+                           "gradient filter, evaluation schedule, early stop, device, step path and precision; "
+                           "`train_many` groups them")
+    check_device(configs[0].train.precision, resolve_device(configs[0].train.device))  # before any folder too
     members, resume, start = _claim(configs, datas, retry_failed)
     try:
         return _open(members, resume, start, argv, log, on_steps)
@@ -176,7 +180,7 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
                         [m.cfg.train.batch_size for m in members], device)
     engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size),
-                    compile=tcfg.compile)
+                    compile=tcfg.compile, precision=tcfg.precision)
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.scored[split] for m in members]
@@ -200,9 +204,9 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     path += " + torch.compile" if tcfg.compile else ""
     for e, m in enumerate(members):
         if resume[e]:
-            m.history = m.folder.resume(m.cfg, argv, start, path)
+            m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record())
         else:
-            m.folder.start(m.cfg, argv, m.data, device, E, path)
+            m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
     return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
 
 
@@ -223,13 +227,16 @@ def finished_result(cfg: RunConfig, plan: rundir.Plan) -> dict:
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
                on_steps: Callable[[int], None] | None = None, stop: StopRequest | None = None,
-               retry_failed: bool = False) -> list[dict]:
+               retry_failed: bool = False,
+               on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
     """Train these runs as one group and return their summaries (also written to each run's summary.json);
     a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
     A run its folder already holds finished returns that summary without training ("already": True); one that
     stopped part-way resumes. `datas`: each run's data, if the caller has loaded it. `on_steps(n)`: called as
     steps are taken, instead of the progress bar and the printed evaluation lines (which then go to `log`).
-    SIGINT/SIGTERM stop the group at a step boundary, saved: Interrupted is raised (see interrupts)."""
+    SIGINT/SIGTERM stop the group at a step boundary, saved: Interrupted is raised (see interrupts).
+    `on_eval(step, histories)`: called after every evaluation; histories[i] holds the metric rows so far of the
+    i-th run that trains (as in its metrics.jsonl), enough to redraw a live curve in a notebook."""
     if datas is None:
         datas = [load_run_data(c.data, c.model) for c in configs]
     plans = plan_runs(configs, datas, retry_failed)
@@ -240,21 +247,22 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
         with stop_on_signals(stop) as stop:
             group = open_group([configs[i] for i in todo], argv, log, [datas[i] for i in todo], on_steps,
                                retry_failed)
-            for i, r in zip(todo, train_group(group, stop)):
+            for i, r in zip(todo, train_group(group, stop, on_eval)):
                 results[i] = r
     return [r for r in results if r is not None]
 
 
-def train_group(g: OpenGroup, stop: StopRequest | None = None) -> list[dict]:
+def train_group(g: OpenGroup, stop: StopRequest | None = None,
+                on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
     """The training loop of an opened group, on the current CUDA stream; summaries as `train_runs`. Closes
     the group (its folders' locks) when it ends, however it ends."""
     try:
-        return _loop(g, stop if stop is not None else StopRequest())
+        return _loop(g, stop if stop is not None else StopRequest(), on_eval)
     finally:
         g.close()
 
 
-def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
+def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dict]]], None] | None) -> list[dict]:
     members, model, engine, eval_sets, start, log, on_steps = (g.members, g.model, g.engine, g.eval_sets, g.start,
                                                               g.log, g.on_steps)
     configs = [m.cfg for m in members]
@@ -262,6 +270,7 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
+    wb = WandB.open(members, start, log)  # --wandb: likewise
 
     if E == 1:
         import json
@@ -274,7 +283,7 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
     if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
         snapshots |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
     targets = schedule(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval, after=start, extra=snapshots)
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
 
     bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
                disable=None if tcfg.progress and on_steps is None else True, file=sys.stderr)
@@ -312,6 +321,10 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
             _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
             if tb is not None:
                 tb.write(members, model.flat, step)
+            if wb is not None:
+                wb.write(members, model.flat, step)
+            if on_eval is not None:
+                on_eval(step, [m.history for m in members])
             if step in snapshots:
                 for e, m in enumerate(members):
                     if not m.failed:
@@ -328,6 +341,10 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
                 log(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
                     f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
                 break
+    except BaseException:
+        if wb is not None:
+            wb.close(None)  # interrupted or broken: each W&B run is finished as not done
+        raise
     finally:
         bar.close()
         if tb is not None:
@@ -336,7 +353,10 @@ def _loop(g: OpenGroup, stop: StopRequest) -> list[dict]:
         on_steps(tcfg.max_steps - reported)  # an early stop finishes the run's share of the work
     texts = [m.data.text if not m.failed else None for m in members]
     recon = greedy_reconstructions(model, [m.data.tokenizer for m in members], texts) if any(texts) else texts
-    return [m.failed if m.failed else _finish(m, device, time.time() - t0, r) for m, r in zip(members, recon)]
+    results = [m.failed if m.failed else _finish(m, device, time.time() - t0, r) for m, r in zip(members, recon)]
+    if wb is not None:
+        wb.close(results)
+    return results
 
 
 def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step: int) -> None:
