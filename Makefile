@@ -1,11 +1,14 @@
 # The two quick-start commands: `make run` (set up, then the main grokking job) and `make test`.
-.PHONY: run test setup setup-dev bench clean
+.PHONY: run test ledger setup setup-dev bench clean
 
 run: setup
 	.venv/bin/groklab run
 
 test: setup-dev
 	.venv/bin/python -m pytest -q
+
+ledger: setup-dev  # the whole suite, then docs/reliability.md rewritten from what it observed
+	GROKLAB_LEDGER=1 .venv/bin/python -m pytest -q
 
 setup:
 	bash scripts/setup.sh 2>&1 | grep -v "^WARNING: Location" || true

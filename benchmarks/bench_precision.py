@@ -40,7 +40,7 @@ GROK_TASKS = {"main-job": "(a) main job: division mod 97, one token per number, 
               "grokfast-adamw": "(b) Grokfast paper's task, recipe (ii) AdamW, 2 layers, batch 512"}
 CHAR_TASK = "char-add"
 # what the spec's experiments change against the configurations they stand for (evaluation and files only)
-SAME_BUT = {"main-job": {"eval_interval": 10, "early_stop_evals": 0, "checkpoint_interval": 5000, "plot": False},
+SAME_BUT = {"main-job": {"eval_interval": 10, "early_stop_evals": 0, "checkpoint_interval": 10000, "plot": False},
             "grokfast-adamw": {"max_steps": 2000, "early_stop_evals": 0,
                                "checkpoint_interval": 2000},
             CHAR_TASK: {"checkpoint_interval": 100000, "plot": False}}

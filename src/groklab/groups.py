@@ -136,9 +136,13 @@ class ManyRuns:
 
     def prepare(self) -> list[int]:
         """Load each run's data and decide what its folder needs; the indices left to train."""
+        loaded: dict[tuple, RunData] = {}  # runs that differ only in seed or optimizer share one dataset
         for i, c in enumerate(self.configs):
+            key = (c.data, c.model.block_size)
             try:
-                self.datas[i] = load_run_data(c.data, c.model)
+                if key not in loaded:
+                    loaded[key] = load_run_data(c.data, c.model)
+                self.datas[i] = loaded[key]
             except GroklabError as e:
                 self._failed(i, f"data: {e}")
                 continue
