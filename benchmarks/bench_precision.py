@@ -36,7 +36,7 @@ from groklab.train import resolve_device  # noqa: E402
 
 HERE = Path(__file__).parent
 SPEC = HERE / "specs" / "precision-evidence.toml"
-GROK_TASKS = {"main-job": "(a) main job: division mod 97, one token per number, 1 layer, batch 512",
+GROK_TASKS = {"main-job": "(a) main job: division mod 97, one token per number, 25 % train, 1 layer, batch 256",
               "grokfast-adamw": "(b) Grokfast paper's task, recipe (ii) AdamW, 2 layers, batch 512"}
 CHAR_TASK = "char-add"
 # what the spec's experiments change against the configurations they stand for (evaluation and files only)
