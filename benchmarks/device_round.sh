@@ -32,7 +32,7 @@ stamp "bench_precision exited $?"
 timeout "$(until_left 190)" python3 benchmarks/bench_step.py --batch 64 512 --precision fp32 tf32 bf16 --steps 50 \
     --repeats 5 --json "$R/step_graph.json" > "$R/step_graph.log" 2>&1
 stamp "bench_step exited $?"
-timeout "$(until_left 60)" python3 -m groklab reproduce nanda --out /tmp/nanda --max_steps 30000 > "$R/nanda.log" 2>&1
+timeout "$(until_left 60)" python3 -m groklab reproduce nanda --out /tmp/nanda --max_steps 30000 --compile false > "$R/nanda.log" 2>&1
 stamp "reproduce nanda exited $?"
 timeout "$(until_left 5)" python3 benchmarks/bench_group.py --batch 512 64 --E 512 --precision fp32 tf32 bf16 \
     --steps 10 --repeats 3 --json "$R/group_graph.json" > "$R/group_graph.log" 2>&1
