@@ -37,8 +37,8 @@ def groklab_engine(data: RunData, mcfg: ModelConfig, E: int, batch: int, device:
     # fp32 without the argument: the same benchmark then also times a checkout from before precision existed
     engine = Engine(model, Hyper.build([OPTIM] * E, list(range(E)), [batch] * E, device), stack([train] * E),
                     compile=compile, **({} if precision == "fp32" else {"precision": precision}))
-    engine.ran = getattr(getattr(engine, "precision", None), "ran", "fp32")
     engine.path = engine.capture_cuda_graph() + ("+compile" if compile else "")
+    engine.ran = getattr(getattr(engine, "precision", None), "ran", "fp32")  # after capture: tf32 needs a graph
     sync(device)
     engine.setup_s = time.perf_counter() - t0
     return engine
