@@ -24,10 +24,10 @@ from pathlib import Path
 from common import machine, summary
 
 from groklab.metrics import steps_to_stay_above
-from groklab.results import collect
-from groklab.sweep import run_sweep
-from groklab.sweep_spec import load_spec, parse_spec
-from groklab.train import resolve_device
+from groklab.analysis.results import collect
+from groklab.experiments.sweep import run_sweep
+from groklab.experiments.spec import load_spec, parse_spec
+from groklab.training.loop import resolve_device
 
 HERE = Path(__file__).parent
 

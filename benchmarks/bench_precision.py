@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, summary  # noqa: E402
 
 from groklab.presets import main_job_config  # noqa: E402
-from groklab.reproduce import study_spec  # noqa: E402
-from groklab.sweepdir import collect  # noqa: E402
-from groklab.sweep import run_sweep  # noqa: E402
-from groklab.sweep_spec import load_spec  # noqa: E402
-from groklab.train import resolve_device  # noqa: E402
+from groklab.workflows import study_spec  # noqa: E402
+from groklab.store.sweepdir import collect  # noqa: E402
+from groklab.experiments.sweep import run_sweep  # noqa: E402
+from groklab.experiments.spec import load_spec  # noqa: E402
+from groklab.training.loop import resolve_device  # noqa: E402
 
 HERE = Path(__file__).parent
 SPEC = HERE / "specs" / "precision-evidence.toml"

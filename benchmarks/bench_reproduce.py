@@ -28,11 +28,11 @@ import torch
 
 from common import machine, window
 
-from groklab.dataset import load_run_data
-from groklab.groups import plan_groups
-from groklab.reference import ReferenceGPT, make_optimizer, reference_step
-from groklab.reproduce import reproduce, study_spec
-from groklab.train import open_group, resolve_device
+from groklab.data.dataset import load_run_data
+from groklab.training.groups import plan_groups
+from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
+from groklab.workflows import reproduce, study_spec
+from groklab.training.loop import open_group, resolve_device
 
 
 def eager_ms_per_step(cfg, device: torch.device, steps: int = 100) -> float:

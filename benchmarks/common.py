@@ -11,11 +11,11 @@ from datetime import datetime, timezone
 import torch
 
 from groklab.config import DataConfig, ModelConfig, OptimConfig
-from groklab.dataset import RunData, load_run_data
-from groklab.engine import Engine, Hyper
-from groklab.examples import stack
-from groklab.model import GPT
-from groklab.reference import ReferenceGPT, make_optimizer, reference_step
+from groklab.data.dataset import RunData, load_run_data
+from groklab.engine.step import Engine, Hyper
+from groklab.data.examples import stack
+from groklab.model.gpt import GPT
+from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
 
 OPTIM = OptimConfig(learning_rate=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, grad_clip=0.0)
 

@@ -15,9 +15,9 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import OPTIM, seed000_data  # noqa: E402
 
-from groklab.engine import Engine, Hyper  # noqa: E402
-from groklab.examples import stack  # noqa: E402
-from groklab.model import GPT  # noqa: E402
+from groklab.engine.step import Engine, Hyper  # noqa: E402
+from groklab.data.examples import stack  # noqa: E402
+from groklab.model.gpt import GPT  # noqa: E402
 
 
 def main() -> None:

@@ -46,8 +46,8 @@ def stop_after(monkeypatch, steps: int):
     step would set it (pass it to train_runs(stop=...))."""
     import signal
 
-    from groklab.engine import Engine
-    from groklab.interrupts import StopRequest
+    from groklab.engine.step import Engine
+    from groklab.training.interrupts import StopRequest
 
     stop = StopRequest()
     real = Engine.step

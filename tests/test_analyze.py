@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from groklab.analyze import fourier_norms, key_frequencies, restricted_excluded
+from groklab.analysis.analyze import fourier_norms, key_frequencies, restricted_excluded
 from groklab.cli import main
-from groklab.train import train_runs
+from groklab.training.loop import train_runs
 from helpers import tiny_config
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from groklab.data import (
+from groklab.data.equations import (
     DatasetSpec,
     all_equations,
     check_equations,

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig
-from groklab.engine import Engine, Hyper, batch_indices, evaluate, member_losses
-from groklab.examples import Examples, stack
-from groklab.model import GPT
-from groklab.reference import ReferenceGPT, make_optimizer, reference_step
+from groklab.engine.step import Engine, Hyper, batch_indices, evaluate, member_losses
+from groklab.data.examples import Examples, stack
+from groklab.model.gpt import GPT
+from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
 from tests.helpers import without_key_bias
 
 CFG = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=6)

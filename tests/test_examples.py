@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from groklab.train import eval_steps
+from groklab.training.loop import eval_steps
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

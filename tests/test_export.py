@@ -10,12 +10,12 @@ import torch
 
 from groklab.cli import main
 from groklab.config import ModelConfig
-from groklab.dataset import load_run_data
-from groklab.rundir import stored_data_config
+from groklab.data.dataset import load_run_data
+from groklab.store.rundir import stored_data_config
 from groklab.errors import GroklabError
-from groklab.export import GroklabGPT, check_exportable, export_run, load_module, to_module
-from groklab.sample import load_run
-from groklab.train import train_runs
+from groklab.store.export import GroklabGPT, check_exportable, export_run, load_module, to_module
+from groklab.analysis.sample import load_run
+from groklab.training.loop import train_runs
 from helpers import tiny_config
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach the hub
@@ -159,7 +159,7 @@ def test_hf_tokenizer_sends_unknown_text_outside_the_model_vocabulary(runs):
 
 def test_transformer_lens_bridge_run_with_cache_equals_groklab(runs):
     pytest.importorskip("transformer_lens")
-    from groklab.export import to_lens
+    from groklab.store.export import to_lens
 
     run = runs["untied"]
     ids = _split_ids(run)

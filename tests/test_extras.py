@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from groklab import results
+from groklab.analysis import results
 from groklab.cli import main
 from groklab.errors import GroklabError
 

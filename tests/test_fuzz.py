@@ -22,11 +22,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from groklab import checkpoint as ckpt
-from groklab import data as data_mod
+from groklab.store import checkpoint as ckpt
+from groklab.data import equations as data_mod
 from groklab.cli import main
 from groklab.config import RunConfig, field_info
-from groklab.data import (
+from groklab.data.equations import (
     DatasetSpec,
     load_dataset_dir,
     make_splits,
@@ -36,11 +36,11 @@ from groklab.data import (
     write_dataset,
 )
 from groklab.errors import CheckpointError, DataError, GroklabError, TokenizerError
-from groklab.ops import OPERATIONS
-from groklab.sample import complete, evaluate_split, interactive, load_run
-from groklab.sweep_spec import MANAGED_FIELDS, PATH_FIELDS, SpecError, load_spec, parse_spec
-from groklab.tokenizer import MAX_P, CharTokenizer, NumberTokenizer, load_tokenizer, tokenizer_from_dict
-from groklab.train import train_runs
+from groklab.data.ops import OPERATIONS
+from groklab.analysis.sample import complete, evaluate_split, interactive, load_run
+from groklab.experiments.spec import MANAGED_FIELDS, PATH_FIELDS, SpecError, load_spec, parse_spec
+from groklab.data.tokenizer import MAX_P, CharTokenizer, NumberTokenizer, load_tokenizer, tokenizer_from_dict
+from groklab.training.loop import train_runs
 from helpers import assert_clean_error, hide, is_usage_error, run_cli, tiny_config
 
 SYMBOLS = "".join(OPERATIONS)
@@ -1025,15 +1025,15 @@ def test_fuzzed_data_command_lines(tmp_path, capsys, reliability):
 def test_fuzzed_train_command_lines_are_checked_before_training(tmp_path, capsys, monkeypatch, reliability):
     """Random flags and values for `groklab train`. Training itself is replaced by loading each run's data, so
     everything up to the first step is exercised; the named cases below train for real."""
-    import groklab.groups
-    from groklab.dataset import load_run_data
+    import groklab.training.groups
+    from groklab.data.dataset import load_run_data
 
     def train_many(configs, **_):
         for c in configs:
             load_run_data(c.data, c.model)
         return []
 
-    monkeypatch.setattr(groklab.groups, "train_many", train_many)
+    monkeypatch.setattr(groklab.training.groups, "train_many", train_many)
     counts: Counter[str] = Counter()
     example: list[str] = []
     n = [0]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from groklab.config import ModelConfig, OptimConfig
-from groklab.engine import Engine, Hyper
-from groklab.examples import Examples, stack
-from groklab.model import GPT
-from groklab.train import train_runs
+from groklab.engine.step import Engine, Hyper
+from groklab.data.examples import Examples, stack
+from groklab.model.gpt import GPT
+from groklab.training.loop import train_runs
 from tests.helpers import same_tensors, tiny_config
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -132,7 +132,7 @@ def test_groups_of_different_precision_trained_at_once_match_each_alone(tmp_path
     """fp32, tf32 and bf16 groups captured one after another and trained at once (one thread and stream
     each) end bit for bit where each group ends trained alone (the same group: GEMMs over another number
     of runs may round differently): no group's precision leaks into another's."""
-    from groklab.groups import train_many
+    from groklab.training.groups import train_many
 
     def configs(folder):
         return [tiny_config(tmp_path / folder / f"{p}-{s}", device="cuda", precision=p, seed=s, max_steps=30)

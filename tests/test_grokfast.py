@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from groklab.config import ConfigError, OptimConfig
-from groklab.grokfast import EMAFilter, MAFilter
-from groklab.train import train_runs
-from groklab.interrupts import Interrupted
+from groklab.engine.grokfast import EMAFilter, MAFilter
+from groklab.training.loop import train_runs
+from groklab.training.interrupts import Interrupted
 from helpers import stop_after, tiny_config
 from test_engine import _data, _engine
 
@@ -129,7 +129,7 @@ def test_filter_settings_are_validated():
 
 
 def test_orthograd_removes_the_component_along_each_weight_tensor():
-    from groklab.orthograd import project_out_weights
+    from groklab.engine.orthograd import project_out_weights
 
     x, y = _data()
     eng = _engine([OptimConfig(orthograd=True), OptimConfig()], [1, 2], [8, 8], [(x, y), (x, y)], optimizer="tensor")

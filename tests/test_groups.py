@@ -2,7 +2,7 @@ import json
 
 import torch
 
-from groklab.groups import bytes_per_run, chunk_size, plan_groups, train_many
+from groklab.training.groups import bytes_per_run, chunk_size, plan_groups, train_many
 from tests.helpers import tiny_config
 
 
@@ -39,7 +39,7 @@ def test_train_runs_refuses_a_group_with_mixed_loop_settings(tmp_path):
     import pytest
 
     from groklab.errors import GroklabError
-    from groklab.train import train_runs
+    from groklab.training.loop import train_runs
 
     mixed = [tiny_config(tmp_path / "a"), tiny_config(tmp_path / "b", early_stop_evals=3)]
     with pytest.raises(GroklabError, match="must share"):

@@ -5,8 +5,8 @@ import pytest
 
 from groklab.cli import main
 from groklab.errors import TokenizerError
-from groklab.sample import complete, load_run
-from groklab.tokenizer import HybridTokenizer, load_tokenizer, make_tokenizer
+from groklab.analysis.sample import complete, load_run
+from groklab.data.tokenizer import HybridTokenizer, load_tokenizer, make_tokenizer
 
 
 def test_operands_are_characters_and_the_answer_is_one_token():

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import importlib
 
-from groklab import train as train_mod
+from groklab.training import loop as train_mod
 from groklab.cli import main
-from groklab.interrupts import Interrupted
-from groklab.rundir import RunFolder, saved_step
-from groklab.sweep import run_sweep
-from groklab.sweep_spec import parse_spec
-from groklab.train import train_runs
+from groklab.training.interrupts import Interrupted
+from groklab.store.rundir import RunFolder, saved_step
+from groklab.experiments.sweep import run_sweep
+from groklab.experiments.spec import parse_spec
+from groklab.training.loop import train_runs
 from helpers import same_tensors, tiny_config
 
 QUIET = {"log": lambda _: None}

@@ -3,7 +3,7 @@
 import copy
 import json
 
-from groklab.train import eval_steps, train_runs
+from groklab.training.loop import eval_steps, train_runs
 from helpers import tiny_config
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from groklab.config import ModelConfig
-from groklab.model import GPT, param_layout
-from groklab.reference import ReferenceGPT
+from groklab.model.gpt import GPT, param_layout
+from groklab.model.reference import ReferenceGPT
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8)
 V = 11

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig, TrainConfig
-from groklab.engine import Engine, Hyper
-from groklab.examples import Examples, stack
-from groklab.model import GPT, param_layout
-from groklab.reference import ReferenceGPT, make_optimizer, reference_step
+from groklab.engine.step import Engine, Hyper
+from groklab.data.examples import Examples, stack
+from groklab.model.gpt import GPT, param_layout
+from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
 from tests.helpers import without_key_bias
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=6)

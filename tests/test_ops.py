@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from groklab.errors import DataError
-from groklab.ops import OPERATIONS, check_modulus, is_prime, resolve_ops
+from groklab.data.ops import OPERATIONS, check_modulus, is_prime, resolve_ops
 
 # Independent statements of each operation (Power et al. 2022, table of binary operations).
 EXPECTED = {

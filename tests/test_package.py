@@ -61,7 +61,7 @@ def test_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         meta = email.message_from_bytes(z.read(f"groklab-{groklab.__version__}.dist-info/METADATA"))
-    assert {"groklab/py.typed", "groklab/studies/seed-000.toml", "groklab/export.py",
+    assert {"groklab/py.typed", "groklab/experiments/studies/seed-000.toml", "groklab/store/export.py",
             f"groklab-{groklab.__version__}.dist-info/licenses/LICENSE"} <= names
     assert not any(n.startswith("tests/") for n in names)
     assert meta["License-Expression"] == "MIT" and meta["Version"] == groklab.__version__

@@ -7,11 +7,11 @@ import itertools
 import pytest
 
 from groklab.cli import main
-from groklab.data import DatasetSpec, check_equations, load_dataset_dir, make_splits
+from groklab.data.equations import DatasetSpec, check_equations, load_dataset_dir, make_splits
 from groklab.errors import DataError
-from groklab.ops import OPERATIONS, check_modulus, perm_degree, permutation, rank, resolve_ops, unrank
-from groklab.sweep_spec import parse_spec
-from groklab.tokenizer import make_tokenizer
+from groklab.data.ops import OPERATIONS, check_modulus, perm_degree, permutation, rank, resolve_ops, unrank
+from groklab.experiments.spec import parse_spec
+from groklab.data.tokenizer import make_tokenizer
 
 
 def _compose(x, y):  # (x∘y)(i) = x(y(i)): y first

@@ -1,15 +1,15 @@
-"""The three phases read off the curves as groklab.phases defines them, and `groklab reproduce nanda` end to
+"""The three phases read off the curves as groklab.analysis.phases defines them, and `groklab reproduce nanda` end to
 end on a tiny modulus: every run analysed, the phase picture per run, the tables beside the paper's numbers."""
 
 import json
 import random
 from importlib import resources
 
-from groklab.data import DatasetSpec, make_splits
-from groklab.phases import phases, stays_below
-from groklab.reproduce import study_spec, write_tables
-from groklab.sweep import run_sweep
-from groklab.sweep_spec import parse_spec
+from groklab.data.equations import DatasetSpec, make_splits
+from groklab.analysis.phases import phases, stays_below
+from groklab.workflows import study_spec, write_tables
+from groklab.experiments.sweep import run_sweep
+from groklab.experiments.spec import parse_spec
 
 
 def _curves():
@@ -62,7 +62,7 @@ def test_the_study_split_is_the_papers_split():
 def test_nanda_tables_on_a_tiny_version_of_the_study(tmp_path):
     """The shipped study with a tiny modulus and model and two of its fractions, one seed (its own axes cut
     down): every run analysed, the phase picture per run, the tables beside the paper's numbers."""
-    text = resources.files("groklab").joinpath("studies", "nanda.toml").read_text()
+    text = resources.files("groklab.experiments").joinpath("studies", "nanda.toml").read_text()
     text = text.replace("train_fraction = [0.5, 0.4, 0.3, 0.25]", "train_fraction = [0.5, 0.3]")
     text = text.replace("val_fraction = [0.5, 0.6, 0.7, 0.75]", "val_fraction = [0.5, 0.7]")
     text = text.replace("seed = [0, 1, 2]", "seed = [0]")

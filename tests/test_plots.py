@@ -28,9 +28,9 @@ def test_training_plotting_and_analysis_leave_the_backend_and_pyplot_alone(tmp_p
         import matplotlib
         matplotlib.use("svg")
         from helpers import tiny_config
-        from groklab.analyze import analyze
+        from groklab.analysis.analyze import analyze
         from groklab.plots import plot_band, plot_compare, plot_heatmap
-        from groklab.train import train_runs
+        from groklab.training.loop import train_runs
         run = {str(tmp_path / 'run')!r}
         [s] = train_runs([tiny_config(run, plot=True, tokenizer="number", prime=11, snapshots_per_decade=1)],
                          log=lambda _: None)

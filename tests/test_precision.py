@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig, RunConfig
-from groklab.engine import Engine, Hyper
+from groklab.engine.step import Engine, Hyper
 from groklab.errors import GroklabError
-from groklab.examples import Examples, stack
-from groklab.groups import plan_groups
-from groklab.model import GPT
-from groklab.precision import StepPrecision, check_device, cpu_has_bf16
-from groklab.sweep_spec import SpecError, parse_spec
-from groklab.train import train_runs
-from groklab.interrupts import Interrupted
+from groklab.data.examples import Examples, stack
+from groklab.training.groups import plan_groups
+from groklab.model.gpt import GPT
+from groklab.engine.precision import StepPrecision, check_device, cpu_has_bf16
+from groklab.experiments.spec import SpecError, parse_spec
+from groklab.training.loop import train_runs
+from groklab.training.interrupts import Interrupted
 from tests.helpers import same_tensors, stop_after, tiny_config
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=6)
@@ -101,7 +101,7 @@ def test_fp32_engine_is_unchanged_by_the_precision_argument():
 
 
 def test_bf16_refusal_on_a_cpu_without_bf16_is_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr("groklab.precision.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("groklab.engine.precision.cpu_has_bf16", lambda: False)
     with pytest.raises(GroklabError, match="^precision: bf16 on a CPU needs bf16 instructions"):
         check_device("bf16", CPU)
     with pytest.raises(GroklabError, match="precision"):

@@ -10,10 +10,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from groklab.cli import main
-from groklab.ops import OPERATIONS
-from groklab.progress import (directions, grid_chunks, key_frequencies, make_basis, measures_for, primitive_root,
+from groklab.data.ops import OPERATIONS
+from groklab.analysis.progress import (directions, grid_chunks, key_frequencies, make_basis, measures_for, primitive_root,
                               restricted_excluded_loss, spectrum)
-from groklab.train import train_runs
+from groklab.training.loop import train_runs
 from helpers import tiny_config
 
 
@@ -193,7 +193,7 @@ def test_analyze_degrades_where_fourier_measures_do_not_apply(tmp_path, capsys, 
 
 @pytest.mark.parametrize("symbol", ["+", "-", "*", "/"])
 def test_the_vectorised_answers_are_the_operations(symbol):
-    from groklab.progress import _answers
+    from groklab.analysis.progress import _answers
 
     p = 13
     pairs = _pairs(p, symbol)

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from groklab import results
-from groklab.sweep import run_sweep
-from groklab.sweep_spec import load_spec
+from groklab.analysis import results
+from groklab.experiments.sweep import run_sweep
+from groklab.experiments.spec import load_spec
 from test_sweep import TINY_BASE, metrics, write_spec
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra groklab[ray] (CI installs it with [dev])")

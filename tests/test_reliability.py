@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from groklab import checkpoint as ckpt
+from groklab.store import checkpoint as ckpt
 from groklab.cli import main
 from groklab.errors import GroklabError
-from groklab.rundir import saved_step
-from groklab.train import train_runs
+from groklab.store.rundir import saved_step
+from groklab.training.loop import train_runs
 from helpers import same_tensors, tiny_config
 
 TRAIN = ["train", "--operators", "+", "--prime", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from groklab import report as rep
+from groklab.reporting import report as rep
 from groklab.cli import build_parser, main
 from groklab.cli_args import config_from_args
 from groklab.config import RunConfig
 from groklab.errors import GroklabError
 from groklab.plots import band_stats
-from groklab.sweep import run_sweep
-from groklab.sweep_spec import load_spec
+from groklab.experiments.sweep import run_sweep
+from groklab.experiments.spec import load_spec
 from groklab.tables import seconds
-from groklab.train import train_runs
+from groklab.training.loop import train_runs
 from helpers import tiny_config
 from test_sweep import TINY_BASE
 
@@ -297,7 +297,7 @@ def test_a_single_run_folder_and_the_cli(tmp_path, capsys):
 
 
 def test_reproduce_ends_by_writing_the_report(sweep, monkeypatch):
-    from groklab import reproduce
+    from groklab import workflows as reproduce
 
     trained = []
     monkeypatch.setattr(reproduce, "run_sweep",
@@ -316,7 +316,7 @@ def test_reproduce_ends_by_writing_the_report(sweep, monkeypatch):
 
 
 def test_reproduce_compiles_the_full_study_on_a_gpu_only(tmp_path, monkeypatch):
-    from groklab import reproduce
+    from groklab import workflows as reproduce
 
     given = []
     monkeypatch.setattr(reproduce, "run_sweep", lambda spec, folder, overrides, **k: given.append(overrides) or {})
@@ -341,7 +341,7 @@ def test_a_moved_sweep_folder_still_reports_its_runs(sweep, tmp_path, capsys):
     gone = tmp_path / "gone"  # where the sweep was trained, as sweep.json recorded it
     (moved / "sweep.json").write_text((moved / "sweep.json").read_text().replace(str(sweep), str(gone)))
     assert main(["report", str(moved)]) == 0
-    from groklab.sweepdir import collect
+    from groklab.store.sweepdir import collect
 
     statuses = [r["status"] for r in collect(moved)[0]]
     assert statuses == [r["status"] for r in collect(sweep)[0]] and "done" in statuses
@@ -387,7 +387,7 @@ def test_tensorboard_missing_is_a_clear_error(monkeypatch, tmp_path):
     import sys
     from types import SimpleNamespace
 
-    from groklab.tb import TensorBoard
+    from groklab.training.tensorboard import TensorBoard
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     member = SimpleNamespace(cfg=RunConfig().replace(tensorboard=True), run_dir=tmp_path)
@@ -457,7 +457,7 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
 
 
 def test_seed000_division_table_points_to_the_number_tokenizer_only_when_characters_failed():
-    from groklab.reproduce import _division_note
+    from groklab.workflows import _division_note
 
     def run(tokenizer, grok, status="done"):
         return {"tokenizer": tokenizer, "steps_to_grok": grok, "status": status}

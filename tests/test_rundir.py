@@ -16,15 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from groklab import rundir
+from groklab.store import rundir
 from groklab.config import SECTION_CLASSES, RunConfig, field_roles
-from groklab.data import DatasetSpec, make_splits, write_dataset
-from groklab.engine import Engine
+from groklab.data.equations import DatasetSpec, make_splits, write_dataset
+from groklab.engine.step import Engine
 from groklab.errors import CheckpointError, GroklabError
-from groklab.lock import FolderInUse, FolderLock
-from groklab.loadrun import load_run
-from groklab.sample import evaluate_split
-from groklab.train import train_runs
+from groklab.store.lock import FolderInUse, FolderLock
+from groklab.store.loadrun import load_run
+from groklab.analysis.sample import evaluate_split
+from groklab.training.loop import train_runs
 from helpers import assert_clean_error, hide, run_cli, same_tensors, stop_after, tiny_config
 
 QUIET = {"log": lambda _: None}
@@ -80,7 +80,7 @@ def test_two_commands_started_at_once_on_one_folder_one_trains_one_is_refused(tm
 
 
 def test_a_lock_dies_with_its_process(tmp_path):
-    script = f"from groklab.lock import FolderLock; import os; FolderLock({str(tmp_path)!r}).acquire(); os._exit(0)"
+    script = f"from groklab.store.lock import FolderLock; import os; FolderLock({str(tmp_path)!r}).acquire(); os._exit(0)"
     subprocess.run([sys.executable, "-c", script], check=True)
     with FolderLock(tmp_path):  # the holder is gone: free, though the lock file stays
         pass
@@ -285,7 +285,7 @@ def test_a_run_that_goes_non_finite_keeps_its_last_finite_checkpoint(tmp_path, m
 
 
 def test_non_finite_weights_are_refused_when_loaded(tmp_path, capsys):
-    from groklab import checkpoint as ckpt
+    from groklab.store import checkpoint as ckpt
 
     train_runs([tiny_config(tmp_path / "run", max_steps=3)], **QUIET)
     path = tmp_path / "run" / "model.safetensors"
@@ -363,18 +363,18 @@ def test_a_seeds_folder_is_a_folder_groklab_knows(tmp_path, capsys):
     assert code == 0, err
     assert (out / "seed1" / "summary.json").exists() and (out / "sweep.json").exists()
     assert main_ok(capsys, ["report", str(out)])
-    from groklab.sweepdir import collect
+    from groklab.store.sweepdir import collect
 
     rows, _ = collect(out)
     assert sorted(r["seed"] for r in rows) == [1, 2] and {r["status"] for r in rows} == {"done"}
     pytest.importorskip("pandas")
-    from groklab import results
+    from groklab.analysis import results
 
     assert sorted(results.load(out).runs["seed"]) == [1, 2]
 
 
 def test_a_link_inside_a_spec_data_folder_that_leads_out_is_refused_unread(tmp_path, reliability):
-    from groklab.sweep_spec import SpecError, load_spec
+    from groklab.experiments.spec import SpecError, load_spec
 
     secret = tmp_path / "secret.txt"
     secret.write_text("my password is hunter2\n")
@@ -436,7 +436,7 @@ def test_no_plot_prints_no_curves_path(tmp_path, capsys):
 
 
 def test_bounds_come_from_what_the_engine_holds(tmp_path, monkeypatch, capsys, reliability):
-    from groklab.train import schedule
+    from groklab.training.loop import schedule
 
     t0 = time.time()
     first = list(zip(range(5), schedule(10**12, 16, 1)))

@@ -1,8 +1,8 @@
 import torch
 
 from groklab.config import ModelConfig
-from groklab.model import GPT
-from groklab.sample import generate, interactive
+from groklab.model.gpt import GPT
+from groklab.analysis.sample import generate, interactive
 
 V = 10
 
@@ -42,8 +42,8 @@ def test_greedy_is_argmax_and_context_is_cropped():
 
 
 def test_interactive_loop_survives_bad_prompt():
-    from groklab.sample import LoadedRun
-    from groklab.tokenizer import CharTokenizer
+    from groklab.analysis.sample import LoadedRun
+    from groklab.data.tokenizer import CharTokenizer
 
     tok = CharTokenizer("0123456789")
     run = LoadedRun(run_dir="x", cfg=None, tokenizer=tok, model=_model(), step=0)

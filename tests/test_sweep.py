@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from groklab import checkpoint as ckpt
-from groklab.rundir import saved_step
-from groklab import results
+from groklab.store import checkpoint as ckpt
+from groklab.store.rundir import saved_step
+from groklab.analysis import results
 from groklab.cli import main
-from groklab.sweep import run_sweep
-from groklab.sweep_spec import SpecError, load_spec, parse_spec
+from groklab.experiments.sweep import run_sweep
+from groklab.experiments.spec import SpecError, load_spec, parse_spec
 from tests.helpers import same_tensors
 
 TINY_BASE = """
@@ -224,7 +224,7 @@ def test_groups_trained_concurrently_match_groups_trained_in_turn(tmp_path, devi
 
 
 def test_results_load_reads_a_single_run_folder_too(tmp_path):
-    from groklab.train import train_runs
+    from groklab.training.loop import train_runs
     from helpers import tiny_config
 
     train_runs([tiny_config(tmp_path / "run")], log=lambda _: None)

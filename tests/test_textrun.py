@@ -7,8 +7,8 @@ import pytest
 
 from groklab import plots
 from groklab.cli import main
-from groklab.report import write_report
-from groklab.sample import complete, load_run
+from groklab.reporting.report import write_report
+from groklab.analysis.sample import complete, load_run
 
 
 def _train_text(tmp_path, text, *extra):
@@ -71,8 +71,8 @@ def test_text_curves_and_report_speak_of_tokens_and_give_no_verdict(tmp_path, mo
 def test_old_metrics_without_token_accuracy_still_report(tmp_path):
     """Run folders written before per-token accuracy existed load and report, the column showing '–'."""
     from helpers import tiny_config
-    from groklab.sweepdir import collect
-    from groklab.train import train_runs
+    from groklab.store.sweepdir import collect
+    from groklab.training.loop import train_runs
 
     train_runs([tiny_config(tmp_path / "run", max_steps=3)], log=lambda _: None)
     metrics = tmp_path / "run/metrics.jsonl"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from groklab.data import all_equations
+from groklab.data.equations import all_equations
 from groklab.errors import TokenizerError
-from groklab.tokenizer import (
+from groklab.data.tokenizer import (
     CharTokenizer,
     NumberTokenizer,
     load_tokenizer,

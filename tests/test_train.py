@@ -4,12 +4,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from groklab import checkpoint as ckpt
+from groklab.store import checkpoint as ckpt
 from groklab.errors import GroklabError
-from groklab.interrupts import Interrupted
+from groklab.training.interrupts import Interrupted
 from groklab.metrics import steps_to_stay_above
-from groklab.rundir import saved_step
-from groklab.train import eval_steps, train_runs
+from groklab.store.rundir import saved_step
+from groklab.training.loop import eval_steps, train_runs
 from tests.helpers import stop_after, tiny_config
 
 
@@ -110,7 +110,7 @@ def test_memorises_seed_003_sanity_text(tmp_path):
                       text_file=str(text), block_size=16, batch_size=1, max_steps=400, learning_rate=1e-2,
                       checkpoint_interval=1000)
     train_runs([cfg], log=_quiet)
-    from groklab.sample import complete, load_run
+    from groklab.analysis.sample import complete, load_run
 
     run = load_run(tmp_path / "ckpt" / "model.pt")  # seed 003's spelling: a file inside the run directory
     assert complete(run, "I", 22, temperature=0, top_k=None, generator=None) == "I love machine learning"
@@ -127,7 +127,7 @@ def test_checkpoint_files_are_safetensors_with_format(tmp_path):
 def test_early_stop_once_grokked_for_k_evaluations(tmp_path, monkeypatch):
     """A run whose val accuracy is >= threshold stops after exactly k evaluations (evaluation is stubbed
     to report perfect accuracy; the loop, checkpoint and summary are real)."""
-    import groklab.train as train_mod
+    import groklab.training.loop as train_mod
 
     real = train_mod.evaluate
     def perfect(model, split):  # loss as is, exact match and per-token accuracy 1
@@ -145,7 +145,7 @@ def test_early_stop_once_grokked_for_k_evaluations(tmp_path, monkeypatch):
 def test_accuracy_and_eval_loss_score_the_answer_even_when_training_on_every_token(tmp_path):
     """--loss_on all trains on the operands too, but they are random: exact match over them could never be
     1, so evaluation scores the answer after '=' (as with the default), and training keeps every token."""
-    from groklab.dataset import load_run_data
+    from groklab.data.dataset import load_run_data
 
     cfg = tiny_config(tmp_path / "all", loss_on="all")
     data = load_run_data(cfg.data, cfg.model)
@@ -171,7 +171,7 @@ def test_loss_on_answer_only_leaves_the_end_of_line_out_of_training_and_scoring(
     """--loss_on answer_only (the Grokfast paper's code: one loss term, the answer): the end-of-line target is
     neither trained on nor part of exact match, so a model that never learns where a line stops still scores
     its answers; the default trains and scores the answer and the end of line."""
-    from groklab.dataset import load_run_data
+    from groklab.data.dataset import load_run_data
 
     cfg = tiny_config(tmp_path / "only", loss_on="answer_only", tokenizer="number")
     only = load_run_data(cfg.data, cfg.model)

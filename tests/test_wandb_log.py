@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from groklab.cli import main
-from groklab.train import train_runs
+from groklab.training.loop import train_runs
 from helpers import stop_after, tiny_config
 
 wandb = pytest.importorskip("wandb")
@@ -131,7 +131,7 @@ def test_a_sweep_is_one_wandb_group_with_one_run_per_groklab_run(tmp_path):
 
 
 def test_an_interrupted_run_is_finished_as_such_and_resumed_into_the_same_wandb_run(tmp_path, monkeypatch):
-    from groklab.interrupts import Interrupted
+    from groklab.training.interrupts import Interrupted
 
     cfg = tiny_config(tmp_path / "run", wandb=True, wandb_group="g")
     with pytest.raises(Interrupted):

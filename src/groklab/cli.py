@@ -17,11 +17,11 @@ from groklab.config import RunConfig
 from groklab.errors import GroklabError
 from groklab.extras import check_run_options
 from groklab.presets import main_job_config
-from groklab.sweep_spec import MAX_RUNS
+from groklab.experiments.spec import MAX_RUNS
 
 
 def _data_cmd(args: argparse.Namespace) -> int:
-    from groklab import data
+    from groklab.data import equations as data
 
     fractions = None
     if args.fractions is not None:
@@ -37,7 +37,7 @@ def _data_cmd(args: argparse.Namespace) -> int:
     manifest = data.write_dataset(spec, splits, args.out)
     print(data.stats_table([manifest]))
     if any(op.domain == "perm" for op in spec.operations):
-        from groklab.ops import permutation
+        from groklab.data.ops import permutation
 
         last = args.p - 1
         print(f"\npermutations are numbered by the lexicographic rank of their one-line notation: 0 = "
@@ -82,8 +82,8 @@ def _result_line(s: dict, plot: bool) -> str:
         return f"{s['run_dir']}: failed: {s['reason']}{hint}"
     grok = s["steps_to_grok"]
     final = s["final"]
-    if s.get("task") == "text":  # no held-out data: no grokking verdict (groklab.textrun)
-        from groklab.textrun import describe
+    if s.get("task") == "text":  # no held-out data: no grokking verdict (groklab.training.textrun)
+        from groklab.training.textrun import describe
 
         status = describe(s)
     else:
@@ -99,8 +99,8 @@ def _result_line(s: dict, plot: bool) -> str:
 
 
 def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -> int:
-    from groklab.groups import train_many
-    from groklab.sweepdir import claim_seeds_folder
+    from groklab.training.groups import train_many
+    from groklab.store.sweepdir import claim_seeds_folder
 
     cfg = _positional_source(getattr(args, "path", None), config_from_args(args, base))
     if not cfg.data.has_source:
@@ -126,8 +126,8 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
 def _sample_cmd(args: argparse.Namespace) -> int:
     import torch
 
-    from groklab.device import resolve_device
-    from groklab.sample import complete, interactive, load_run, prompts_from
+    from groklab.training.device import resolve_device
+    from groklab.analysis.sample import complete, interactive, load_run, prompts_from
 
     run = load_run(args.run, resolve_device(args.device))
     if not -(2**63) <= args.seed < 2**64:
@@ -151,8 +151,8 @@ def _sample_cmd(args: argparse.Namespace) -> int:
 
 
 def _evaluate_cmd(args: argparse.Namespace) -> int:
-    from groklab.device import resolve_device
-    from groklab.sample import evaluate_split, load_run
+    from groklab.training.device import resolve_device
+    from groklab.analysis.sample import evaluate_split, load_run
 
     run = load_run(args.run, resolve_device(args.device))
     for split in args.split.split(","):
@@ -164,8 +164,8 @@ def _evaluate_cmd(args: argparse.Namespace) -> int:
 
 
 def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from groklab.sweep import run_sweep
-    from groklab.sweep_spec import load_spec
+    from groklab.experiments.sweep import run_sweep
+    from groklab.experiments.spec import load_spec
 
     spec = load_spec(args.spec)
     check_run_options(p.config.train for p in spec.expand(given_fields(args), max_runs=args.max_runs,
@@ -177,7 +177,7 @@ def _sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from groklab.reproduce import reproduce
+    from groklab.workflows import reproduce
 
     check_run_options([args])  # the flags: the studies themselves ask for no extra
     counts = reproduce(args.study, args.out, quick=args.quick, overrides=given_fields(args), backend=args.backend,
@@ -187,7 +187,7 @@ def _reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _report_cmd(args: argparse.Namespace) -> int:
-    from groklab.report import write_report
+    from groklab.reporting.report import write_report
 
     page, _ = write_report(args.dir, echo=print)
     if args.open:
@@ -238,7 +238,7 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _analyze_cmd(args: argparse.Namespace) -> int:
-    from groklab.analyze import analyze
+    from groklab.analysis.analyze import analyze
 
     r = analyze(args.run)
     print(f"{r['run_dir']}: {len(r['over_training'])} snapshot(s) analysed; the measures that apply:")
@@ -256,13 +256,13 @@ def _analyze_cmd(args: argparse.Namespace) -> int:
 
 
 def _export_cmd(args: argparse.Namespace) -> int:
-    from groklab.export import export_run
-    from groklab.sample import load_run
+    from groklab.store.export import export_run
+    from groklab.analysis.sample import load_run
 
     run = load_run(args.run)
     out = export_run(run, args.format, args.out, source=str(run.run_dir))
     loader = ("transformers.GPT2LMHeadModel.from_pretrained" if args.format == "hf"
-              else "groklab.export.load_module")
+              else "groklab.store.export.load_module")
     print(f"wrote {out} ({args.format}, step {run.step:,}): load it with {loader}({str(out)!r})")
     return 0
 
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    from groklab.interrupts import Interrupted, StopNow, raise_stop_now
+    from groklab.training.interrupts import Interrupted, StopNow, raise_stop_now
 
     argv = list(sys.argv[1:] if argv is None else argv)
     _console_never_crashes()

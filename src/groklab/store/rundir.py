@@ -1,0 +1,455 @@
+"""The run folder: what is in it describes exactly what was trained. This module owns it: every file name,
+the decision to create, resume or refuse, the one lock, the readers (each checks the shape of what it reads),
+the summary, the status, and loading a run for sample / evaluate / analyze / report.
+
+    config.json        what the run is (the config, the command line, the data's content hash)
+    meta.json          the marker that groklab made the folder; versions, device, host, every resume
+    vocab.json         the vocabulary;  data/  the exact splits (or the text) it trained on
+    metrics.jsonl      one line an evaluation, appended as they come (a kill can cut only the last line)
+    model.safetensors  the weights (with their model config, vocabulary and a checksum)
+    state.safetensors  what a resume needs; written last, so it is the run's commit point
+    summary.json       a finished run's measures;  failed.json  a run that went non-finite or errored
+    curves.png, snapshots/, tb/, wandb/, analysis*, report*   outputs
+
+The rules: one writer (an OS lock that dies with its process); a folder groklab did not write is never
+touched; a run resumed with any change to what it *is* (config fields of role "is", the data's content) is
+refused naming the field; a checkpoint is only ever written from finite numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+
+import groklab
+from groklab.store import checkpoint as ckpt
+from groklab.config import ConfigError, ModelConfig, RunConfig, differences
+from groklab.data.dataset import TEXT_FILE, RunData, fingerprint
+from groklab.errors import CheckpointError, GroklabError
+from groklab.files import append_text, atomic_write, is_temp_file, parse_json, read_json, require, write_json
+from groklab.store.lock import LOCK_FILE, FolderLock
+from groklab.data.tokenizer import Tokenizer
+
+CONFIG_FILE = "config.json"
+META_FILE = "meta.json"
+VOCAB_FILE = "vocab.json"
+DATA_DIR = "data"
+METRICS_FILE = "metrics.jsonl"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.safetensors"
+SUMMARY_FILE = "summary.json"
+FAILED_FILE = "failed.json"
+CURVES_FILE = "curves.png"
+SNAPSHOT_DIR = "snapshots"
+TB_DIR = "tb"
+WANDB_DIR = "wandb"  # --wandb: W&B's own files for the run (all of it in offline mode)
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_PLOTS = ("analysis_fourier.png", "analysis_progress.png", "analysis_phases.png")
+REPORT_FILES = ("report.html", "report.md", "report_files")  # `groklab report` writes these into any folder
+RUN_FORMAT = "groklab-run/2"
+# everything groklab may write into a run folder (a fresh start clears these and nothing else)
+OWN_NAMES = (CONFIG_FILE, META_FILE, VOCAB_FILE, DATA_DIR, METRICS_FILE, WEIGHTS_FILE, STATE_FILE, SUMMARY_FILE,
+             FAILED_FILE, CURVES_FILE, SNAPSHOT_DIR, TB_DIR, WANDB_DIR, ANALYSIS_FILE, *ANALYSIS_PLOTS,
+             *REPORT_FILES)
+Status = Literal["done", "failed", "partial", "pending"]
+SPLITS = ("train", "val", "test")
+METRIC_NUMBERS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
+
+
+# ---------------------------------------------------------------- what is there
+
+def entries(folder: Path) -> list[str]:
+    """The names in a folder that count as content (the lock file and torn temp files do not)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_file(p.name))
+
+
+def _shown(names: Sequence[str]) -> str:
+    return ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+
+
+def is_ours(run_dir: Path) -> bool:
+    """Whether groklab made this folder as a run folder: its meta.json says so (groklab 0.1's had no format
+    tag but always a version and a start time)."""
+    try:
+        meta = parse_json((run_dir / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return isinstance(meta, dict) and (meta.get("format") == RUN_FORMAT
+                                       or ("groklab_version" in meta and "started" in meta))
+
+
+def refuse_foreign(folder: Path, what: str = "--out_dir") -> None:
+    """A folder that holds something groklab did not write is never written into."""
+    if folder.exists() and not folder.is_dir():
+        raise GroklabError(f"{folder}: is a file; {what} must name a folder")
+    present = entries(folder)
+    if present and not is_ours(folder):
+        raise GroklabError(f"{folder} already holds files groklab did not write ({_shown(present)}); choose "
+                           f"another {what} or an empty folder")
+
+
+def status(run_dir: str | Path) -> Status:
+    run_dir = Path(run_dir)
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "done"
+    if (run_dir / FAILED_FILE).is_file():
+        return "failed"
+    if (run_dir / STATE_FILE).is_file():
+        return "partial"
+    return "pending"
+
+
+def saved_step(run_dir: str | Path) -> int | None:
+    """The step of a run's resumable state, from the state file's header alone; None if there is none."""
+    meta = ckpt.read_meta(Path(run_dir) / STATE_FILE)
+    return None if meta is None else _step(meta.get("step"), Path(run_dir) / STATE_FILE)
+
+
+def _step(value: Any, path: Path) -> int:
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, path, CheckpointError,
+            "no valid step recorded")
+    return value
+
+
+# ---------------------------------------------------------------- readers (validated by shape)
+
+@dataclass(frozen=True)
+class SavedConfig:
+    cfg: RunConfig
+    argv: list[str] | None
+    data_hash: str | None  # None in folders written by groklab 0.1: computed from data/ instead
+
+
+def read_config(run_dir: Path) -> SavedConfig:
+    path = run_dir / CONFIG_FILE
+    d = read_json(path, CheckpointError, "a run config")
+    require(isinstance(d, dict) and isinstance(d.get("config"), dict), path, CheckpointError,
+            "expected an object with a \"config\" object")
+    argv = d.get("argv")
+    require(argv is None or (isinstance(argv, list) and all(isinstance(a, str) for a in argv)), path,
+            CheckpointError, "\"argv\" must be a list of strings")
+    require(all(isinstance(v, dict) for v in d["config"].values()), path, CheckpointError,
+            "each config section must be an object")
+    try:
+        cfg = RunConfig.from_dict(d["config"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a groklab run config ({exc})") from None
+    data_hash = d.get("data_hash")
+    require(data_hash is None or isinstance(data_hash, str), path, CheckpointError, "\"data_hash\" must be a string")
+    return SavedConfig(cfg, argv, data_hash)
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """meta.json, or {} when there is none (a run killed before writing it)."""
+    path = run_dir / META_FILE
+    if not path.exists():
+        return {}
+    meta = read_json(path, CheckpointError, "a run's meta.json")
+    require(isinstance(meta, dict), path, CheckpointError, "expected a JSON object")
+    require(isinstance(meta.get("resumes", []), list) and all(isinstance(r, dict) for r in meta.get("resumes", [])),
+            path, CheckpointError, "\"resumes\" must be a list of objects")
+    return meta
+
+
+def _number_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / SUMMARY_FILE
+    s = read_json(path, CheckpointError, "a run summary")
+    require(isinstance(s, dict) and isinstance(s.get("final", {}), dict), path, CheckpointError,
+            "expected an object with a \"final\" object")
+    for k in ("steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio", "best_val_acc", "steps",
+              "wall_time_s", "threshold"):
+        require(_number_or_none(s.get(k)), path, CheckpointError, f"{k!r} must be a number or null")
+    final = s.get("final", {})
+    for k in METRIC_NUMBERS:
+        require(_number_or_none(final.get(k)), path, CheckpointError, f"final {k!r} must be a number or null")
+    return s
+
+
+def read_failure(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / FAILED_FILE
+    f = read_json(path, CheckpointError, "a run's failed.json")
+    require(isinstance(f, dict) and isinstance(f.get("reason", ""), str) and _number_or_none(f.get("step")), path,
+            CheckpointError, "expected an object with a text \"reason\" and a \"step\"")
+    return f
+
+
+def read_metrics(run_dir: Path, upto: int | None = None) -> list[dict[str, Any]]:
+    """The evaluations of a run, in step order, each checked; rows after `upto` left out. A last line without
+    its newline is what a kill mid-append leaves: it is dropped (that evaluation is redone on resume). Any
+    other bad line is an error naming file:line."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        lines.pop()  # torn by a kill
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = parse_json(line.decode("utf-8"))
+            ok = (isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool)
+                  and row["step"] >= 0 and (not rows or row["step"] > rows[-1]["step"])
+                  and _number_or_none(row.get("elapsed_s")) and all(_number_or_none(row.get(k)) for k in METRIC_NUMBERS))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}:{n}: not a metrics line written by groklab; it was not loaded "
+                                  "(move the file away to resume without the earlier history)")
+        if upto is None or row["step"] <= upto:
+            rows.append(row)
+    return rows
+
+
+def stored_data_hash(run_dir: Path) -> str:
+    """The content hash of the data a run trained on, from its own copy in data/."""
+    folder = run_dir / DATA_DIR
+    names = [TEXT_FILE] if (folder / TEXT_FILE).is_file() else [f"{s}.txt" for s in SPLITS]
+    files = {}
+    for name in names:
+        if (folder / name).is_file():
+            files[name] = (folder / name).read_bytes().decode("utf-8", errors="replace")
+    return fingerprint(files)
+
+
+def stored_data_config(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    """The same run config, its data read back from the copy inside the run folder."""
+    folder = run_dir / DATA_DIR
+    if (folder / TEXT_FILE).exists():
+        return cfg.replace(data_dir=None, operators=None, prime=None, text_file=str(folder / TEXT_FILE))
+    return cfg.replace(data_dir=str(folder), operators=None, prime=None, text_file=None, num_samples=None,
+                       train_fraction=None, val_fraction=None)
+
+
+def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, file) of the weight snapshots a run kept, in step order."""
+    out = []
+    for p in sorted((run_dir / SNAPSHOT_DIR).glob("step_*.safetensors")):
+        digits = p.stem[len("step_"):]
+        if digits.isdigit():
+            out.append((int(digits), p))
+    return sorted(out)
+
+
+def analysis_outputs(run_dir: Path) -> tuple[Path, list[Path]]:
+    return run_dir / ANALYSIS_FILE, [run_dir / name for name in ANALYSIS_PLOTS]
+
+
+# ---------------------------------------------------------------- create, resume or refuse
+
+@dataclass(frozen=True)
+class Plan:
+    """What training this config in its folder means now."""
+
+    kind: Literal["fresh", "resume", "done", "failed"]
+    step: int = 0  # where training starts (resume)
+    failure: dict[str, Any] | None = None  # a failed run's failed.json (kind "failed")
+
+
+def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
+    """Read-only: what the run folder holds for this config. A folder that is not ours, or a run whose
+    config or data differ in what the run *is*, raises GroklabError naming the difference.
+    `retry_failed` (or --resume): a failed run resumes from its last finite checkpoint."""
+    run_dir = Path(cfg.train.out_dir)
+    refuse_foreign(run_dir)
+    resume_asked = cfg.train.resume
+    if not (run_dir / CONFIG_FILE).is_file():
+        if resume_asked:
+            raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
+        return Plan("fresh")
+    check_same_run(run_dir, read_config(run_dir), cfg, data)
+    st = status(run_dir)
+    if st == "done":
+        return Plan("done")
+    if st == "failed":
+        if not (retry_failed or resume_asked):
+            return Plan("failed", failure=read_failure(run_dir))
+        step = saved_step(run_dir)
+        return Plan("resume", step) if step is not None else Plan("fresh")
+    if st == "partial":
+        return Plan("resume", saved_step(run_dir) or 0)
+    if resume_asked:  # config written, killed before its first checkpoint: nothing to keep
+        raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
+    return Plan("fresh")
+
+
+def check_same_run(run_dir: Path, saved: SavedConfig, cfg: RunConfig, data: RunData) -> None:
+    """Refuse any change to what the run is: its config fields of role "is", and its data by content."""
+    diffs = differences(saved.cfg, cfg, roles=("is",))
+    if diffs:
+        name, old, new = diffs[0]
+        hint = (" To train longer, start a new run with the larger budget." if name == "max_steps" else "")
+        raise GroklabError(f"{run_dir} holds a run with {name}={old!r}, and this command asks for {name}={new!r}: "
+                           f"{name} is part of what a run is, so it cannot change on resume (use the run's own "
+                           f"value, or another --out_dir).{hint}")
+    old_hash = saved.data_hash or stored_data_hash(run_dir)
+    new_hash = fingerprint(data.files())
+    if old_hash != new_hash:
+        source = differences(saved.cfg, cfg, roles=("source",))
+        said = f" ({source[0][0]} was {source[0][1]!r}, now {source[0][2]!r})" if source else ""
+        raise GroklabError(f"{run_dir}: the run was trained on other data than this command gives{said}: content "
+                           f"{old_hash[:12]}, now {new_hash[:12]}; use another --out_dir for other data")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunFolder:
+    """The one writer of a run folder: it holds the folder's lock from `claim` until `close`."""
+
+    path: Path
+    lock: FolderLock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.lock = FolderLock(self.path)
+
+    def claim(self) -> "RunFolder":
+        refuse_foreign(self.path)  # before the lock file is made: a foreign folder is left as it was
+        self.lock.acquire()
+        try:
+            refuse_foreign(self.path)  # what another writer did before we got the lock
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def start(self, cfg: RunConfig, argv: list[str] | None, data: RunData, device: torch.device, group_size: int,
+              engine: str, precision: dict | None = None) -> None:
+        """A fresh run: whatever an earlier start of it left (never other files) goes, then meta.json (the
+        marker that makes the folder ours), the data, the vocabulary, and config.json last."""
+        for name in OWN_NAMES:
+            p = self.path / name
+            if name == META_FILE:
+                continue  # replaced below, never removed: a kill here must leave a folder that is still ours
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        write_json(self.path / META_FILE, {
+            "format": RUN_FORMAT, "groklab_version": groklab.__version__, "torch_version": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "git_commit": _git_commit(), "started": _now(), "group_size": group_size, "engine": engine,
+            "host": platform.node(), "pid": os.getpid(), "resumes": [],
+            "precision": precision,  # {"asked", "ran"[, "why"]}: tf32 is fp32 on a CPU and off the CUDA graph
+        })
+        for name, text in data.files().items():
+            atomic_write(self.path / DATA_DIR / name, text)
+        data.tokenizer.save(self.path / VOCAB_FILE)
+        write_json(self.path / CONFIG_FILE, {"config": cfg.to_dict(), "argv": argv,
+                                             "data_hash": fingerprint(data.files())})
+
+    def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str,
+               precision: dict | None = None) -> list[dict[str, Any]]:
+        """Continue from the checkpoint at `step`: the evaluations after it (to be redone) leave metrics.jsonl,
+        a failed.json of a retried run goes, and meta.json records the resume and what changed in how the run
+        executes (device, compile, ...). Returns the evaluations kept."""
+        history = read_metrics(self.path, upto=step)
+        atomic_write(self.path / METRICS_FILE, "".join(_line(r) for r in history))
+        (self.path / FAILED_FILE).unlink(missing_ok=True)
+        saved = read_config(self.path).cfg
+        changed = {k: [old, new] for k, old, new in differences(saved, cfg, roles=("how",)) if k != "resume"}
+        meta = read_meta(self.path)
+        meta.setdefault("resumes", []).append({"step": step, "host": platform.node(), "pid": os.getpid(),
+                                               "at": _now(), "argv": argv, "engine": engine, "changed": changed,
+                                               "precision": precision})  # what ran may change with the device
+        write_json(self.path / META_FILE, meta)
+        return history
+
+    def load_state(self, model: ModelConfig) -> tuple[dict, dict, int]:
+        """(weights, optimizer state, step) of the checkpoint; refused if it holds another architecture."""
+        weights, optim, meta = ckpt.load_state(self.path / STATE_FILE)
+        check_model(meta.get("model"), model, self.path / STATE_FILE)
+        return weights, optim, meta["step"]
+
+    def append(self, row: dict[str, Any]) -> None:
+        append_text(self.path / METRICS_FILE, _line(row))
+
+    def checkpoint(self, step: int, weights: dict[str, torch.Tensor], optim: dict[str, torch.Tensor],
+                   model: ModelConfig, vocab: Tokenizer, group_size: int) -> bool:
+        """Save the weights, then the state (written last: it is what a resume starts from, so a kill between
+        the two leaves an older state that the resume replays past, never weights older than the state), and
+        make metrics.jsonl durable. Nothing is written, and False returned, unless every number is finite:
+        a run that went non-finite keeps its last finite checkpoint."""
+        if not (ckpt.all_finite(weights) and ckpt.all_finite(optim)):
+            return False
+        model_meta = dataclasses.asdict(model)
+        ckpt.save_weights(self.path / WEIGHTS_FILE, weights, {"step": step, "model": model_meta,
+                                                              "vocab": vocab.to_dict()})
+        ckpt.save_state(self.path / STATE_FILE, weights, optim, {"step": step, "model": model_meta,
+                                                                 "group_size": group_size})
+        metrics = self.path / METRICS_FILE
+        if metrics.exists():
+            with open(metrics, "rb+") as f:
+                os.fsync(f.fileno())
+        return True
+
+    def snapshot(self, step: int, weights: dict[str, torch.Tensor], model: ModelConfig, vocab: Tokenizer) -> None:
+        """Weights kept along the way (snapshots/step_0001234.safetensors), for `analyze` over training."""
+        if ckpt.all_finite(weights):
+            ckpt.save_weights(self.path / SNAPSHOT_DIR / f"step_{step:07d}.safetensors", weights,
+                              {"step": step, "model": dataclasses.asdict(model), "vocab": vocab.to_dict()})
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / SUMMARY_FILE, summary)
+
+    def fail(self, reason: str, step: int | None = None) -> dict[str, Any]:
+        return record_failure(self.path, reason, step)
+
+
+def record_failure(run_dir: str | Path, reason: str, step: int | None = None) -> dict[str, Any]:
+    """failed.json: why and when a run stopped (a sweep reports it; --retry_failed trains it again)."""
+    failure = {"status": "failed", "run_dir": str(run_dir), "step": step, "reason": reason}
+    write_json(Path(run_dir) / FAILED_FILE, failure)
+    return failure
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row, allow_nan=False) + "\n"
+
+
+def check_model(saved: Any, model: ModelConfig, path: Path) -> None:
+    """Weights that record their model config (groklab >= 0.2) load only into that architecture; the context
+    length is the data's and is checked by shape."""
+    if saved is None:
+        return  # written before weights recorded it: the shapes are still checked when loading
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: damaged checkpoint metadata (model)")
+    ours = dataclasses.asdict(model)
+    for name, value in ours.items():
+        if name != "block_size" and name in saved and saved[name] != value:
+            raise CheckpointError(f"{path}: these weights are of a model with {name}={saved[name]!r}, but the run's "
+                                  f"config says {name}={value!r}; they come from another run")
