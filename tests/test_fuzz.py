@@ -37,7 +37,8 @@ from groklab.data.equations import (
 )
 from groklab.errors import CheckpointError, DataError, GroklabError, TokenizerError
 from groklab.data.ops import OPERATIONS
-from groklab.analysis.sample import complete, evaluate_split, interactive, load_run
+from groklab.analysis.sample import complete, evaluate_split, interactive
+from groklab.store.loadrun import load_run
 from groklab.experiments.spec import MANAGED_FIELDS, PATH_FIELDS, SpecError, load_spec, parse_spec
 from groklab.data.tokenizer import MAX_P, CharTokenizer, NumberTokenizer, load_tokenizer, tokenizer_from_dict
 from groklab.training.loop import train_runs

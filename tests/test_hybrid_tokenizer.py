@@ -5,7 +5,8 @@ import pytest
 
 from groklab.cli import main
 from groklab.errors import TokenizerError
-from groklab.analysis.sample import complete, load_run
+from groklab.analysis.sample import complete
+from groklab.store.loadrun import load_run
 from groklab.data.tokenizer import HybridTokenizer, load_tokenizer, make_tokenizer
 
 

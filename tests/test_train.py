@@ -110,7 +110,8 @@ def test_memorises_seed_003_sanity_text(tmp_path):
                       text_file=str(text), block_size=16, batch_size=1, max_steps=400, learning_rate=1e-2,
                       checkpoint_interval=1000)
     train_runs([cfg], log=_quiet)
-    from groklab.analysis.sample import complete, load_run
+    from groklab.analysis.sample import complete
+    from groklab.store.loadrun import load_run
 
     run = load_run(tmp_path / "ckpt" / "model.pt")  # seed 003's spelling: a file inside the run directory
     assert complete(run, "I", 22, temperature=0, top_k=None, generator=None) == "I love machine learning"

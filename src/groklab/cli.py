@@ -127,7 +127,8 @@ def _sample_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from groklab.training.device import resolve_device
-    from groklab.analysis.sample import complete, interactive, load_run, prompts_from
+    from groklab.analysis.sample import complete, interactive, prompts_from
+    from groklab.store.loadrun import load_run
 
     run = load_run(args.run, resolve_device(args.device))
     if not -(2**63) <= args.seed < 2**64:
@@ -152,7 +153,8 @@ def _sample_cmd(args: argparse.Namespace) -> int:
 
 def _evaluate_cmd(args: argparse.Namespace) -> int:
     from groklab.training.device import resolve_device
-    from groklab.analysis.sample import evaluate_split, load_run
+    from groklab.analysis.sample import evaluate_split
+    from groklab.store.loadrun import load_run
 
     run = load_run(args.run, resolve_device(args.device))
     for split in args.split.split(","):
@@ -257,7 +259,7 @@ def _analyze_cmd(args: argparse.Namespace) -> int:
 
 def _export_cmd(args: argparse.Namespace) -> int:
     from groklab.store.export import export_run
-    from groklab.analysis.sample import load_run
+    from groklab.store.loadrun import load_run
 
     run = load_run(args.run)
     out = export_run(run, args.format, args.out, source=str(run.run_dir))

@@ -11,7 +11,7 @@ from groklab.data.dataset import load_run_data
 from groklab.engine.step import evaluate
 from groklab.errors import CheckpointError, GroklabError, TokenizerError
 from groklab.data.examples import stack
-from groklab.store.loadrun import LoadedRun, load_run  # noqa: F401  (the README's `groklab.analysis.sample.load_run`)
+from groklab.store.loadrun import LoadedRun
 from groklab.model.gpt import GPT
 from groklab.store.rundir import stored_data_config
 
