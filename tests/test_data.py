@@ -9,19 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from groklab.data.equations import (
-    DatasetSpec,
-    all_equations,
-    check_equations,
-    load_dataset_dir,
-    make_splits,
-    manifest_for,
-    parse_equation,
-    read_equation_file,
-    read_text_file,
-    stats_table,
-    write_dataset,
-)
+from groklab.data.equations import DatasetSpec, all_equations, make_splits, manifest_for, stats_table, write_dataset
+from groklab.data.parse import check_equations, load_dataset_dir, parse_equation, read_equation_file, read_text_file
 from groklab.errors import DataError
 
 

@@ -26,15 +26,8 @@ from groklab.store import checkpoint as ckpt
 from groklab.data import equations as data_mod
 from groklab.cli import main
 from groklab.config import RunConfig, field_info
-from groklab.data.equations import (
-    DatasetSpec,
-    load_dataset_dir,
-    make_splits,
-    parse_equation,
-    read_equation_file,
-    read_text_file,
-    write_dataset,
-)
+from groklab.data.equations import DatasetSpec, make_splits, write_dataset
+from groklab.data.parse import load_dataset_dir, parse_equation, read_equation_file, read_text_file
 from groklab.errors import CheckpointError, DataError, GroklabError, TokenizerError
 from groklab.data.ops import OPERATIONS
 from groklab.analysis.sample import complete, evaluate_split, interactive

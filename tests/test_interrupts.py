@@ -19,7 +19,8 @@ import importlib
 from groklab.training import loop as train_mod
 from groklab.cli import main
 from groklab.training.interrupts import Interrupted
-from groklab.store.rundir import RunFolder, saved_step
+from groklab.store.rundir import saved_step
+from groklab.store.runfolder import RunFolder
 from groklab.experiments.sweep import run_sweep
 from groklab.experiments.spec import parse_spec
 from groklab.training.loop import train_runs

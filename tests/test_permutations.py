@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from groklab.cli import main
-from groklab.data.equations import DatasetSpec, check_equations, load_dataset_dir, make_splits
+from groklab.data.equations import DatasetSpec, make_splits
+from groklab.data.parse import check_equations, load_dataset_dir
 from groklab.errors import DataError
 from groklab.data.ops import OPERATIONS, check_modulus, perm_degree, permutation, rank, resolve_ops, unrank
 from groklab.experiments.spec import parse_spec

@@ -26,7 +26,7 @@ import torch
 from groklab.store import checkpoint as ckpt
 from groklab.store import rundir
 from groklab.store.loadrun import find_run_dir
-from groklab.data.equations import parse_equation, read_equation_file
+from groklab.data.parse import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
 from groklab.model.gpt import GPT

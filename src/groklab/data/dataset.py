@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 from groklab.data import equations as data
+from groklab.data import parse
+from groklab.data.equations import MANIFEST_FILE, TEXT_FILE
 from groklab.config import DataConfig, ModelConfig
 from groklab.errors import DataError
 from groklab.data.examples import Examples, encode_equations, encode_text
 from groklab.data.ops import OPERATIONS
 from groklab.data.tokenizer import CharTokenizer, Tokenizer, make_tokenizer
 
-TEXT_FILE = "text.txt"
 DEFAULT_TEXT_BLOCK = 256  # nanoGPT's context length, for texts longer than that
 
 
@@ -42,7 +42,7 @@ class RunData:
         assert self.lines is not None
         files = {f"{s}.txt": "".join(f"{line}\n" for line in lines) for s, lines in self.lines.items()}
         if self.manifest is not None:
-            files["manifest.json"] = json.dumps(self.manifest, indent=2) + "\n"
+            files[MANIFEST_FILE] = json.dumps(self.manifest, indent=2) + "\n"
         return files
 
 
@@ -63,7 +63,7 @@ def _equation_lines(cfg: DataConfig) -> tuple[dict[str, list[str]], dict | None,
         splits = data.make_splits(spec)
         return splits, data.manifest_for(spec, splits), spec.ops, spec.p
     assert cfg.data_dir is not None
-    splits, manifest = data.load_dataset_dir(cfg.data_dir)
+    splits, manifest = parse.load_dataset_dir(cfg.data_dir)
     if manifest is not None:
         return splits, manifest, tuple(o["symbol"] for o in manifest["ops"]), manifest["p"]
     used = {ch for lines in splits.values() for line in lines for ch in line if ch in OPERATIONS}
@@ -74,7 +74,7 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
     if not cfg.has_source:
         raise DataError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
     if cfg.text_file is not None:
-        text = data.read_text_file(cfg.text_file)
+        text = parse.read_text_file(cfg.text_file)
         tok = CharTokenizer.for_text(text)
         block = model.block_size or min(len(tok.encode(text)) - 1, DEFAULT_TEXT_BLOCK)
         ex = encode_text(text, tok, block, mask_first_n=cfg.mask_first_n, where=cfg.text_file)
@@ -105,13 +105,3 @@ def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
     if cfg.mask_first_n is None and cfg.loss_on != "all":
         return RunData(tok, splits, lines, None, manifest, block)  # trained on what is scored
     return RunData(tok, splits, lines, None, manifest, block, encode("answer", None))
-
-
-def fingerprint(files: dict[str, str]) -> str:
-    """The content hash of a run's data: sha256 over its split files (or its text), by name. The manifest is
-    left out: it records the groklab version that wrote it, which is not part of the data."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        if name != "manifest.json":
-            h.update(name.encode() + b"\0" + files[name].encode("utf-8") + b"\0")
-    return h.hexdigest()

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from typing import TYPE_CHECKING, Any
 
 from groklab.errors import CheckpointError
 from groklab.files import atomic_write, read_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and safetensors are imported where tensors are made or read, not here: reading a checkpoint's
+# metadata (a run's step, for a status table or the results store) must not cost torch's import
 
 WEIGHTS_FORMAT = "groklab-weights/1"
 STATE_FORMAT = "groklab-state/1"
@@ -34,6 +35,8 @@ def _data_digest(raw: bytes) -> str:
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], fmt: str, meta: dict[str, Any]) -> None:
+    from safetensors.torch import save as st_save
+
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     # the buffer does not depend on the metadata (offsets come from the tensors alone): serialise once to hash
     # it, then again with the hash in the header
@@ -73,6 +76,9 @@ def _metadata(header: dict[str, Any], path: Path, fmt: str) -> dict[str, Any]:
 
 
 def _load(path: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
     raw = read_bytes(path, CheckpointError, "a checkpoint file")
     header = _header(raw, path)
     meta = _metadata(header, path, fmt)
@@ -114,6 +120,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 def save_state(path: str | Path, weights: dict[str, torch.Tensor], optim: dict[str, torch.Tensor],
                meta: dict[str, Any]) -> None:
     """What a resume needs: weights, optimizer (and gradient filter) state, the RNG state; `meta` holds the step."""
+    import torch
+
     tensors = {f"weights.{k}": v for k, v in weights.items()}
     tensors.update({f"optim.{k}": v for k, v in optim.items()})
     tensors["rng.torch_cpu"] = torch.get_rng_state()
@@ -124,6 +132,8 @@ def save_state(path: str | Path, weights: dict[str, torch.Tensor], optim: dict[s
 
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     """(weights, optimizer state, meta incl. step); restores the RNG state as a side effect."""
+    import torch
+
     path = Path(path)
     tensors, meta = _load(path, STATE_FORMAT)
     weights = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
@@ -139,4 +149,6 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, tor
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
     """Every value finite: a checkpoint is only ever written from finite weights and optimizer state."""
+    import torch
+
     return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())

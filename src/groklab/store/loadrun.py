@@ -13,7 +13,7 @@ import torch
 from groklab.store import checkpoint as ckpt
 from groklab.store import rundir
 from groklab.config import RunConfig
-from groklab.data.equations import read_manifest
+from groklab.data.parse import read_manifest
 from groklab.errors import CheckpointError, GroklabError, TokenizerError
 from groklab.model.gpt import GPT
 from groklab.data.tokenizer import Tokenizer, load_tokenizer, make_tokenizer, tokenizer_from_dict

@@ -1,6 +1,6 @@
 """The run folder: what is in it describes exactly what was trained. This module owns it: every file name,
 the decision to create, resume or refuse, the one lock, the readers (each checks the shape of what it reads),
-the summary, the status, and loading a run for sample / evaluate / analyze / report.
+the summary and the status. Its writer is `runfolder.RunFolder`; loading a trained run is `loadrun`'s.
 
     config.json        what the run is (the config, the command line, the data's content hash)
     meta.json          the marker that groklab made the folder; versions, device, host, every resume
@@ -19,26 +19,19 @@ refused naming the field; a checkpoint is only ever written from finite numbers.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import platform
-import shutil
-import subprocess
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-import torch
-
-import groklab
 from groklab.store import checkpoint as ckpt
 from groklab.config import ConfigError, ModelConfig, RunConfig, differences
-from groklab.data.dataset import TEXT_FILE, RunData, fingerprint
+from groklab.data.equations import TEXT_FILE, fingerprint
 from groklab.errors import CheckpointError, GroklabError
-from groklab.files import append_text, atomic_write, is_temp_file, parse_json, read_json, require, write_json
-from groklab.store.lock import LOCK_FILE, FolderLock
-from groklab.data.tokenizer import Tokenizer
+from groklab.files import is_temp_file, parse_json, read_json, require
+from groklab.store.lock import LOCK_FILE
+
+if TYPE_CHECKING:  # types only: the readers here must not load torch (see groklab.results)
+    from groklab.data.dataset import RunData
 
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
@@ -307,138 +300,6 @@ def check_same_run(run_dir: Path, saved: SavedConfig, cfg: RunConfig, data: RunD
         said = f" ({source[0][0]} was {source[0][1]!r}, now {source[0][2]!r})" if source else ""
         raise GroklabError(f"{run_dir}: the run was trained on other data than this command gives{said}: content "
                            f"{old_hash[:12]}, now {new_hash[:12]}; use another --out_dir for other data")
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class RunFolder:
-    """The one writer of a run folder: it holds the folder's lock from `claim` until `close`."""
-
-    path: Path
-    lock: FolderLock = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
-        self.lock = FolderLock(self.path)
-
-    def claim(self) -> "RunFolder":
-        refuse_foreign(self.path)  # before the lock file is made: a foreign folder is left as it was
-        self.lock.acquire()
-        try:
-            refuse_foreign(self.path)  # what another writer did before we got the lock
-        except BaseException:
-            self.lock.release()
-            raise
-        return self
-
-    def close(self) -> None:
-        self.lock.release()
-
-    def start(self, cfg: RunConfig, argv: list[str] | None, data: RunData, device: torch.device, group_size: int,
-              engine: str, precision: dict | None = None) -> None:
-        """A fresh run: whatever an earlier start of it left (never other files) goes, then meta.json (the
-        marker that makes the folder ours), the data, the vocabulary, and config.json last."""
-        for name in OWN_NAMES:
-            p = self.path / name
-            if name == META_FILE:
-                continue  # replaced below, never removed: a kill here must leave a folder that is still ours
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
-        write_json(self.path / META_FILE, {
-            "format": RUN_FORMAT, "groklab_version": groklab.__version__, "torch_version": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-            "git_commit": _git_commit(), "started": _now(), "group_size": group_size, "engine": engine,
-            "host": platform.node(), "pid": os.getpid(), "resumes": [],
-            "precision": precision,  # {"asked", "ran"[, "why"]}: tf32 is fp32 on a CPU and off the CUDA graph
-        })
-        for name, text in data.files().items():
-            atomic_write(self.path / DATA_DIR / name, text)
-        data.tokenizer.save(self.path / VOCAB_FILE)
-        write_json(self.path / CONFIG_FILE, {"config": cfg.to_dict(), "argv": argv,
-                                             "data_hash": fingerprint(data.files())})
-
-    def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str,
-               precision: dict | None = None) -> list[dict[str, Any]]:
-        """Continue from the checkpoint at `step`: the evaluations after it (to be redone) leave metrics.jsonl,
-        a failed.json of a retried run goes, and meta.json records the resume and what changed in how the run
-        executes (device, compile, ...). Returns the evaluations kept."""
-        history = read_metrics(self.path, upto=step)
-        atomic_write(self.path / METRICS_FILE, "".join(_line(r) for r in history))
-        (self.path / FAILED_FILE).unlink(missing_ok=True)
-        saved = read_config(self.path).cfg
-        changed = {k: [old, new] for k, old, new in differences(saved, cfg, roles=("how",)) if k != "resume"}
-        meta = read_meta(self.path)
-        meta.setdefault("resumes", []).append({"step": step, "host": platform.node(), "pid": os.getpid(),
-                                               "at": _now(), "argv": argv, "engine": engine, "changed": changed,
-                                               "precision": precision})  # what ran may change with the device
-        write_json(self.path / META_FILE, meta)
-        return history
-
-    def load_state(self, model: ModelConfig) -> tuple[dict, dict, int]:
-        """(weights, optimizer state, step) of the checkpoint; refused if it holds another architecture."""
-        weights, optim, meta = ckpt.load_state(self.path / STATE_FILE)
-        check_model(meta.get("model"), model, self.path / STATE_FILE)
-        return weights, optim, meta["step"]
-
-    def append(self, row: dict[str, Any]) -> None:
-        append_text(self.path / METRICS_FILE, _line(row))
-
-    def checkpoint(self, step: int, weights: dict[str, torch.Tensor], optim: dict[str, torch.Tensor],
-                   model: ModelConfig, vocab: Tokenizer, group_size: int) -> bool:
-        """Save the weights, then the state (written last: it is what a resume starts from, so a kill between
-        the two leaves an older state that the resume replays past, never weights older than the state), and
-        make metrics.jsonl durable. Nothing is written, and False returned, unless every number is finite:
-        a run that went non-finite keeps its last finite checkpoint."""
-        if not (ckpt.all_finite(weights) and ckpt.all_finite(optim)):
-            return False
-        model_meta = dataclasses.asdict(model)
-        ckpt.save_weights(self.path / WEIGHTS_FILE, weights, {"step": step, "model": model_meta,
-                                                              "vocab": vocab.to_dict()})
-        ckpt.save_state(self.path / STATE_FILE, weights, optim, {"step": step, "model": model_meta,
-                                                                 "group_size": group_size})
-        metrics = self.path / METRICS_FILE
-        if metrics.exists():
-            with open(metrics, "rb+") as f:
-                os.fsync(f.fileno())
-        return True
-
-    def snapshot(self, step: int, weights: dict[str, torch.Tensor], model: ModelConfig, vocab: Tokenizer) -> None:
-        """Weights kept along the way (snapshots/step_0001234.safetensors), for `analyze` over training."""
-        if ckpt.all_finite(weights):
-            ckpt.save_weights(self.path / SNAPSHOT_DIR / f"step_{step:07d}.safetensors", weights,
-                              {"step": step, "model": dataclasses.asdict(model), "vocab": vocab.to_dict()})
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        write_json(self.path / SUMMARY_FILE, summary)
-
-    def fail(self, reason: str, step: int | None = None) -> dict[str, Any]:
-        return record_failure(self.path, reason, step)
-
-
-def record_failure(run_dir: str | Path, reason: str, step: int | None = None) -> dict[str, Any]:
-    """failed.json: why and when a run stopped (a sweep reports it; --retry_failed trains it again)."""
-    failure = {"status": "failed", "run_dir": str(run_dir), "step": step, "reason": reason}
-    write_json(Path(run_dir) / FAILED_FILE, failure)
-    return failure
-
-
-def _line(row: dict[str, Any]) -> str:
-    return json.dumps(row, allow_nan=False) + "\n"
 
 
 def check_model(saved: Any, model: ModelConfig, path: Path) -> None:

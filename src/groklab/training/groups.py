@@ -20,7 +20,7 @@ from groklab.errors import GroklabError
 from groklab.training.interrupts import Interrupted, StopRequest, signal_name, stop_on_signals
 from groklab.store.lock import FolderInUse
 from groklab.model.gpt import param_layout
-from groklab.store.rundir import RunFolder
+from groklab.store.runfolder import RunFolder
 from groklab.training.loop import OpenGroup, finished_result, group_key, open_group, train_group, train_runs
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough

@@ -32,7 +32,7 @@ from groklab.metrics import grokking_summary
 from groklab.model.gpt import GPT
 from groklab.plots import plot_curves
 from groklab.engine.precision import check_device
-from groklab.store.rundir import RunFolder
+from groklab.store.runfolder import RunFolder
 from groklab.training.tensorboard import TensorBoard
 from groklab.training.textrun import greedy_reconstructions, text_summary
 from groklab.training.wandb_log import WandB
