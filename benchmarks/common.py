@@ -12,7 +12,8 @@ import torch
 
 from groklab.config import DataConfig, ModelConfig, OptimConfig
 from groklab.data.dataset import RunData, load_run_data
-from groklab.engine.step import Engine, Hyper
+from groklab.engine.step import Engine
+from groklab.engine.hyper import Hyper
 from groklab.data.examples import stack
 from groklab.model.gpt import GPT
 from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step

@@ -15,7 +15,8 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import OPTIM, seed000_data  # noqa: E402
 
-from groklab.engine.step import Engine, Hyper  # noqa: E402
+from groklab.engine.step import Engine  # noqa: E402
+from groklab.engine.hyper import Hyper
 from groklab.data.examples import stack  # noqa: E402
 from groklab.model.gpt import GPT  # noqa: E402
 

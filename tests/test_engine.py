@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig
-from groklab.engine.step import Engine, Hyper, batch_indices, evaluate, member_losses
+from groklab.engine.step import Engine
+from groklab.engine.hyper import Hyper
+from groklab.engine.batch import batch_indices
+from groklab.engine.evaluate import evaluate, member_losses
 from groklab.data.examples import Examples, stack
 from groklab.model.gpt import GPT
 from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step

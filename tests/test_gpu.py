@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from groklab.config import ModelConfig, OptimConfig
-from groklab.engine.step import Engine, Hyper
+from groklab.engine.step import Engine
+from groklab.engine.hyper import Hyper
 from groklab.data.examples import Examples, stack
 from groklab.model.gpt import GPT
 from groklab.training.loop import train_runs

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig, TrainConfig
-from groklab.engine.step import Engine, Hyper
+from groklab.engine.step import Engine
+from groklab.engine.hyper import Hyper
 from groklab.data.examples import Examples, stack
 from groklab.model.gpt import GPT, param_layout
 from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step

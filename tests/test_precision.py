@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig, RunConfig
-from groklab.engine.step import Engine, Hyper
+from groklab.engine.step import Engine
+from groklab.engine.hyper import Hyper
 from groklab.errors import GroklabError
 from groklab.data.examples import Examples, stack
 from groklab.training.groups import plan_groups

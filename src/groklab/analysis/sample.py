@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import torch
 
 from groklab.data.dataset import load_run_data
-from groklab.engine.step import evaluate
+from groklab.engine.evaluate import evaluate
 from groklab.errors import CheckpointError, GroklabError, TokenizerError
 from groklab.data.examples import stack
 from groklab.store.loadrun import LoadedRun

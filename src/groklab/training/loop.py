@@ -24,7 +24,9 @@ from groklab.store import rundir
 from groklab.config import ModelConfig, RunConfig
 from groklab.data.dataset import RunData, load_run_data
 from groklab.training.device import resolve_device  # noqa: F401  (benchmarks import it from here)
-from groklab.engine.step import Engine, Hyper, evaluate
+from groklab.engine.step import Engine
+from groklab.engine.hyper import Hyper
+from groklab.engine.evaluate import evaluate
 from groklab.errors import GroklabError
 from groklab.data.examples import stack
 from groklab.training.interrupts import Interrupted, StopRequest, signal_name, stop_on_signals

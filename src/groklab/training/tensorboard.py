@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from groklab.config import OptimConfig
-from groklab.engine.step import scheduled_lr
+from groklab.engine.hyper import scheduled_lr
 from groklab.errors import GroklabError
 from groklab.store.rundir import TB_DIR
 
