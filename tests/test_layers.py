@@ -88,3 +88,18 @@ def test_the_walk_finds_imports_inside_functions(tmp_path):
     src.write_text("def f():\n    from groklab.training.loop import train_runs\n")
     assert imports(src, {"groklab.training.loop"}) == [(2, "groklab.training.loop")]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_readme_layout_is_the_one_the_layers_write():
+    """README's Layout section is generated (`python scripts/layout.py`): it names every module."""
+    import subprocess
+    import sys
+
+    root = SRC.parent.parent
+    check = subprocess.run([sys.executable, str(root / "scripts" / "layout.py"), "--check"], capture_output=True)
+    assert check.returncode == 0, "README.md's Layout is stale: run `python scripts/layout.py`"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for module in graph():
+        relative = module.removeprefix("groklab.").replace(".", "/")
+        if module != "groklab" and not (SRC / relative).is_dir() and relative != "__main__":
+            assert "`" + module.removeprefix("groklab.").replace(".", "/") + ".py`" in readme, module

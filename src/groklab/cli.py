@@ -126,7 +126,7 @@ def _train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -
 def _sample_cmd(args: argparse.Namespace) -> int:
     import torch
 
-    from groklab.training.device import resolve_device
+    from groklab.engine.device import resolve_device
     from groklab.analysis.sample import complete, interactive, prompts_from
     from groklab.store.loadrun import load_run
 
@@ -152,7 +152,7 @@ def _sample_cmd(args: argparse.Namespace) -> int:
 
 
 def _evaluate_cmd(args: argparse.Namespace) -> int:
-    from groklab.training.device import resolve_device
+    from groklab.engine.device import resolve_device
     from groklab.analysis.sample import evaluate_split
     from groklab.store.loadrun import load_run
 

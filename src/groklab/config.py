@@ -10,55 +10,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from groklab.errors import GroklabError
-
-
-# What a field is to a run (metadata["role"]): "is" changes the numbers (data, model, optimizer, seed, batch,
-# budget, evaluation schedule): a resume refuses any change to it. "source" says where the data comes from:
-# a resume compares the data's content, not these spellings. "how" is how the run executes (device, progress,
-# folder, ...): it may change between a run and its resume, which meta.json records.
-ROLES = ("is", "source", "how")
-
-
-def doc(help: str, *aliases: str, role: str = "is", **extra: Any) -> dict[str, Any]:
-    """Field metadata: help text, alternative flag names (without dashes) and the field's role (ROLES)."""
-    assert role in ROLES, role
-    return {"help": help, "aliases": aliases, "role": role, **extra}
-
-
-class ConfigError(GroklabError):
-    """A configuration value is out of range; the message names the field."""
-
-
-def _require(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name}: {message}")
-
-
-def _finite(section: Any) -> None:
-    """Every float field is a finite number: inf would be accepted by a bound like lr > 0 and only show up as
-    a run gone non-finite, or as config.json that is not JSON."""
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if isinstance(value, float):
-            _require(math.isfinite(value), f.name, f"must be a finite number, got {value}")
-
-
-def _at_most(value: int, limit: int, name: str) -> None:
-    """Shapes and schedules far beyond any model here would overflow torch's sizes or loop for hours."""
-    _require(value <= limit, name, f"must be at most {limit:,}, got {value}")
+from groklab.fields import ROLES, ConfigError, at_most, checked, doc, finite, require  # noqa: F401 (ROLES, ConfigError: public)
 
 
 TokenizerKind = Literal["char", "number", "hybrid"]
 LossOn = Literal["answer", "answer_only", "all"]
-Device = Literal["auto", "cpu", "cuda"]
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "mtia")  # torch device types a run can train on
 GradFilterKind = Literal["none", "ema", "ma"]
 WeightDecayMode = Literal["decoupled", "l2"]
 InitScheme = Literal["nanogpt", "torch", "nanda"]
@@ -115,22 +76,22 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        _finite(self)
-        _require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")
-        _require(self.n_head >= 1, "n_head", f"must be at least 1, got {self.n_head}")
-        _require(self.n_embd >= 1, "n_embd", f"must be at least 1, got {self.n_embd}")
-        _require(
+        finite(self)
+        require(self.n_layer >= 1, "n_layer", f"must be at least 1, got {self.n_layer}")
+        require(self.n_head >= 1, "n_head", f"must be at least 1, got {self.n_head}")
+        require(self.n_embd >= 1, "n_embd", f"must be at least 1, got {self.n_embd}")
+        require(
             self.n_embd % self.n_head == 0, "n_embd", f"{self.n_embd} is not divisible by n_head={self.n_head}"
         )
-        _require(self.block_size >= 0, "block_size", f"must be >= 0, got {self.block_size}")
+        require(self.block_size >= 0, "block_size", f"must be >= 0, got {self.block_size}")
         for name, limit in (("n_layer", 1024), ("n_head", 4096), ("n_embd", 65536), ("block_size", 65536)):
-            _at_most(getattr(self, name), limit, name)
-        _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _require(0.0 < self.embedding_init_std <= 10.0, "embedding_init_std",
+            at_most(getattr(self, name), limit, name)
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(0.0 < self.embedding_init_std <= 10.0, "embedding_init_std",
                  f"must be in (0, 10], got {self.embedding_init_std}")
-        _require(self.init in get_args(InitScheme), "init", f"'nanogpt', 'torch' or 'nanda', got {self.init!r}")
-        _require(self.activation in get_args(Activation), "activation", f"'gelu' or 'relu', got {self.activation!r}")
-        _require(self.layer_norm or not self.norm_residual, "norm_residual",
+        require(self.init in get_args(InitScheme), "init", f"'nanogpt', 'torch' or 'nanda', got {self.init!r}")
+        require(self.activation in get_args(Activation), "activation", f"'gelu' or 'relu', got {self.activation!r}")
+        require(self.layer_norm or not self.norm_residual, "norm_residual",
                  "needs layer_norm (without LayerNorm the block has nothing to normalise the stream with)")
 
 
@@ -179,21 +140,21 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
-        _finite(self)
+        finite(self)
         sources = [s for s in (self.data_dir, self.text_file, self.operators) if s is not None]
-        _require(len(sources) <= 1, "data", "give only one of --data_dir, a text file, or --operators/--prime")
-        _require(
+        require(len(sources) <= 1, "data", "give only one of --data_dir, a text file, or --operators/--prime")
+        require(
             (self.operators is None) == (self.prime is None),
             "prime" if self.prime is None else "operators",
             "--operators and --prime go together",
         )
-        _require(self.tokenizer in get_args(TokenizerKind), "tokenizer",
+        require(self.tokenizer in get_args(TokenizerKind), "tokenizer",
                  f"'char', 'number' or 'hybrid', got {self.tokenizer!r}")
-        _require(self.loss_on in get_args(LossOn), "loss_on", f"'answer', 'answer_only' or 'all', got {self.loss_on!r}")
-        _require(
+        require(self.loss_on in get_args(LossOn), "loss_on", f"'answer', 'answer_only' or 'all', got {self.loss_on!r}")
+        require(
             self.mask_first_n is None or self.mask_first_n >= 0, "mask_first_n", f"must be >= 0, got {self.mask_first_n}"
         )
-        _require(
+        require(
             not (self.text_file is not None and self.tokenizer != "char"),
             "tokenizer",
             "a plain text file needs the char tokenizer",
@@ -252,26 +213,26 @@ class OptimConfig:
         return self.learning_rate / 10 if self.min_lr is None else self.min_lr
 
     def __post_init__(self) -> None:
-        _finite(self)
-        _require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
-        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _require(0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}")
-        _require(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
-        _require(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
-        _require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
-        _require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
-        _require(self.lr_decay_steps == 0 or self.lr_decay_steps > self.warmup_steps, "lr_decay_steps",
+        finite(self)
+        require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(0 <= self.beta1 < 1, "beta1", f"must be in [0, 1), got {self.beta1}")
+        require(0 <= self.beta2 < 1, "beta2", f"must be in [0, 1), got {self.beta2}")
+        require(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
+        require(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        require(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        require(self.lr_decay_steps == 0 or self.lr_decay_steps > self.warmup_steps, "lr_decay_steps",
                  f"must be 0 (no decay) or more than warmup_steps ({self.warmup_steps}), got {self.lr_decay_steps}")
-        _require(self.min_lr is None or 0 <= self.min_lr <= self.learning_rate, "min_lr",
+        require(self.min_lr is None or 0 <= self.min_lr <= self.learning_rate, "min_lr",
                  f"must be in [0, learning_rate {self.learning_rate}], got {self.min_lr}")
-        _require(self.weight_decay_mode in get_args(WeightDecayMode), "weight_decay_mode",
+        require(self.weight_decay_mode in get_args(WeightDecayMode), "weight_decay_mode",
                  f"'decoupled' or 'l2', got {self.weight_decay_mode!r}")
-        _require(self.decay_on in get_args(DecayOn), "decay_on", f"'weights' or 'all', got {self.decay_on!r}")
-        _require(self.grokfast in get_args(GradFilterKind), "grokfast", f"'none', 'ema' or 'ma', got {self.grokfast!r}")
-        _require(0 <= self.grokfast_alpha < 1, "grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
-        _require(self.grokfast_lamb >= 0, "grokfast_lamb", f"must be >= 0, got {self.grokfast_lamb}")
-        _require(self.grokfast_window >= 1, "grokfast_window", f"must be at least 1, got {self.grokfast_window}")
-        _at_most(self.grokfast_window, 100_000, "grokfast_window")
+        require(self.decay_on in get_args(DecayOn), "decay_on", f"'weights' or 'all', got {self.decay_on!r}")
+        require(self.grokfast in get_args(GradFilterKind), "grokfast", f"'none', 'ema' or 'ma', got {self.grokfast!r}")
+        require(0 <= self.grokfast_alpha < 1, "grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
+        require(self.grokfast_lamb >= 0, "grokfast_lamb", f"must be >= 0, got {self.grokfast_lamb}")
+        require(self.grokfast_window >= 1, "grokfast_window", f"must be at least 1, got {self.grokfast_window}")
+        at_most(self.grokfast_window, 100_000, "grokfast_window")
 
 
 @dataclass(frozen=True)
@@ -301,7 +262,9 @@ class TrainConfig:
     early_stop_evals: int = field(
         default=0, metadata=doc("stop once val accuracy has stayed >= grok_threshold for this many evaluations; 0 = off")
     )
-    device: Device = field(default="auto", metadata=doc("'auto' (CUDA if present), 'cpu' or 'cuda'", role="how"))
+    device: str = field(default="auto", metadata=doc(
+        "'auto' (CUDA if present, else the CPU), or a torch device: 'cpu', 'cuda', 'cuda:1', 'mps', ... (the step is "
+        "captured as a CUDA graph on CUDA devices only; elsewhere it runs eagerly)", role="how"))
     cuda_graph: bool = field(default=True, metadata=doc("on a GPU, run each training step as one captured CUDA graph",
                                                         role="how"))
     compile: bool = field(default=False, metadata=doc("torch.compile the loss and optimizer (fuses kernels; slow start)",
@@ -335,33 +298,35 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _finite(self)
-        _require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
-        _require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
-        _require(self.batch_size >= 0, "batch_size", f"must be at least 1, or 0 for full batch, got {self.batch_size}")
+        finite(self)
+        require(bool(self.out_dir.strip()), "out_dir", "must name a folder, got an empty string")
+        require(self.max_steps >= 1, "max_steps", f"must be at least 1, got {self.max_steps}")
+        require(self.batch_size >= 0, "batch_size", f"must be at least 1, or 0 for full batch, got {self.batch_size}")
         for name, limit in (("max_steps", 10**12), ("batch_size", 2**20), ("eval_points_per_decade", 1000),
                             ("snapshots_per_decade", 1000)):
-            _at_most(getattr(self, name), limit, name)
-        _require(-(2**63) <= self.seed < 2**63, "seed",
+            at_most(getattr(self, name), limit, name)
+        require(-(2**63) <= self.seed < 2**63, "seed",
                  f"must fit in 64 bits (a signed int64, as the engine holds seeds), got {self.seed}")
-        _require(
+        require(
             self.eval_points_per_decade >= 1,
             "eval_points_per_decade",
             f"must be at least 1, got {self.eval_points_per_decade}",
         )
-        _require(self.eval_interval >= 0, "eval_interval", f"must be >= 0, got {self.eval_interval}")
-        _require(self.log_interval >= 0, "log_interval", f"must be >= 0, got {self.log_interval}")
-        _require(self.checkpoint_interval >= 1, "checkpoint_interval", f"must be >= 1, got {self.checkpoint_interval}")
-        _require(0 < self.grok_threshold <= 1, "grok_threshold", f"must be in (0, 1], got {self.grok_threshold}")
-        _require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
-        _require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
-        _require(self.snapshot_interval >= 0, "snapshot_interval", f"must be >= 0, got {self.snapshot_interval}")
-        _require(self.device in get_args(Device), "device", f"'auto', 'cpu' or 'cuda', got {self.device!r}")
-        _require(bool(self.wandb_project.strip()) and not any(c in self.wandb_project for c in "/\\#?%:"),
+        require(self.eval_interval >= 0, "eval_interval", f"must be >= 0, got {self.eval_interval}")
+        require(self.log_interval >= 0, "log_interval", f"must be >= 0, got {self.log_interval}")
+        require(self.checkpoint_interval >= 1, "checkpoint_interval", f"must be >= 1, got {self.checkpoint_interval}")
+        require(0 < self.grok_threshold <= 1, "grok_threshold", f"must be in (0, 1], got {self.grok_threshold}")
+        require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
+        require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
+        require(self.snapshot_interval >= 0, "snapshot_interval", f"must be >= 0, got {self.snapshot_interval}")
+        kind, _, index = self.device.partition(":")
+        require(self.device == "auto" or (kind in DEVICE_TYPES and (":" not in self.device or index.isdigit())), "device",
+                f"'auto' or a torch device ({', '.join(DEVICE_TYPES)}, optionally with ':N'), got {self.device!r}")
+        require(bool(self.wandb_project.strip()) and not any(c in self.wandb_project for c in "/\\#?%:"),
                  "wandb_project", f"must name a W&B project (no / \\ # ? % :), got {self.wandb_project!r}")
-        _require(self.wandb_mode is None or self.wandb_mode in get_args(WandbMode), "wandb_mode",
+        require(self.wandb_mode is None or self.wandb_mode in get_args(WandbMode), "wandb_mode",
                  f"'online', 'offline' or 'disabled', got {self.wandb_mode!r}")
-        _require(self.precision in get_args(Precision), "precision",
+        require(self.precision in get_args(Precision), "precision",
                  f"'fp32', 'tf32' or 'bf16', got {self.precision!r}")
 
 
@@ -400,7 +365,7 @@ class RunConfig:
         per_section: dict[str, dict[str, Any]] = {}
         for name, value in changes.items():
             owner, canonical, tp = field_info(name)
-            per_section.setdefault(owner, {})[canonical] = _checked(canonical, tp, value)
+            per_section.setdefault(owner, {})[canonical] = checked(canonical, tp, value)
         for owner, fields in per_section.items():  # one replace a section: validated as a whole
             sections[owner] = dataclasses.replace(sections[owner], **fields)
         return RunConfig(**sections)
@@ -450,25 +415,3 @@ def field_info(name: str) -> tuple[str, str, Any]:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{name}: no such config field{hint}")
     return table[key]
-
-
-def _checked(name: str, tp: Any, value: Any) -> Any:
-    """value if it fits the field's type (an int is accepted for a float); ConfigError otherwise."""
-    allowed = [a for a in get_args(tp)] if get_origin(tp) in (typing.Union, types.UnionType) else [tp]
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise ConfigError(f"{name}: a value is required")
-    for a in allowed:
-        if get_origin(a) is Literal:
-            if value in get_args(a):
-                return value
-        elif a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        elif a is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        elif a in (bool, str) and type(value) is a:
-            return value
-    want = " or ".join("one of " + ", ".join(map(repr, get_args(a))) if get_origin(a) is Literal
-                       else getattr(a, "__name__", str(a)) for a in allowed if a is not type(None))
-    raise ConfigError(f"{name}: expected {want}, got {value!r}")

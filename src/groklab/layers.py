@@ -8,7 +8,7 @@ Layout section from this table and the modules' own docstrings.
 LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("leaves", ("errors", "files", "plots", "tables", "metrics", "extras", "layers"),
      "nothing of groklab below them: errors, atomic files, figures, table formats, grokking measures"),
-    ("config", ("config", "presets"), "typed, validated dataclasses: what a run is and how it executes"),
+    ("config", ("fields", "config", "presets"), "typed, validated dataclasses: what a run is and how it executes"),
     ("data", ("data",), "operations, tokenizers, equation files, examples and a run's dataset"),
     ("model", ("model",), "the GPT of E runs in one flat buffer, and the plain reference model"),
     ("engine", ("engine",), "one training step for E runs, its optimizers, precision, evaluation, gradient filters"),

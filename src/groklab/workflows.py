@@ -16,7 +16,7 @@ from groklab.reporting import nanda
 from groklab.errors import GroklabError
 from groklab.files import atomic_write
 from groklab.data.ops import OPERATIONS
-from groklab.training.device import resolve_device
+from groklab.engine.device import resolve_device
 from groklab.reporting.report import write_report
 from groklab.experiments.sweep import run_sweep
 from groklab.experiments.spec import SweepSpec, parse_spec

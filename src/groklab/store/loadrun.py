@@ -16,6 +16,7 @@ from groklab.config import RunConfig
 from groklab.data.parse import read_manifest
 from groklab.errors import CheckpointError, GroklabError, TokenizerError
 from groklab.model.gpt import GPT
+from groklab.engine.device import resolve_device
 from groklab.data.tokenizer import Tokenizer, load_tokenizer, make_tokenizer, tokenizer_from_dict
 
 
@@ -55,8 +56,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: str 
     """A run folder (or a file inside it) -> its config, vocabulary and final weights (or the snapshot file
     `weights`). Refused, in one line: weights of another architecture or vocabulary, weights whose checksum
     fails, weights that are not finite."""
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise GroklabError("device: --device cuda was asked for, but this torch build sees no CUDA GPU")
+    device = resolve_device(str(device))
     run_dir = find_run_dir(path)
     cfg = rundir.read_config(run_dir).cfg
     tok = load_tokenizer(run_dir / rundir.VOCAB_FILE)

@@ -15,7 +15,7 @@ import torch
 from groklab.store import rundir
 from groklab.config import RunConfig
 from groklab.data.dataset import RunData, load_run_data
-from groklab.training.device import resolve_device
+from groklab.engine.device import resolve_device
 from groklab.errors import GroklabError
 from groklab.training.interrupts import Interrupted, StopRequest, signal_name, stop_on_signals
 from groklab.store.lock import FolderInUse

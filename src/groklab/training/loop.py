@@ -23,7 +23,7 @@ import torch
 from groklab.store import rundir
 from groklab.config import ModelConfig, RunConfig
 from groklab.data.dataset import RunData, load_run_data
-from groklab.training.device import resolve_device  # noqa: F401  (benchmarks import it from here)
+from groklab.engine.device import resolve_device  # noqa: F401  (benchmarks import it from here)
 from groklab.engine.step import Engine
 from groklab.engine.hyper import Hyper
 from groklab.engine.evaluate import evaluate
