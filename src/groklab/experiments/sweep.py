@@ -69,7 +69,7 @@ class LiveLine:
     `interval` seconds while runs train, one with the steps done and the time left. `clock`: for tests."""
 
     def __init__(self, name: str, runs: Sequence[SweepRun], log: Callable[[str], None],
-                 interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] = time.monotonic, show: bool = True):
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic, show: bool = True):
         from tqdm.auto import tqdm  # a widget in Jupyter
 
         statuses = [rundir.status(r.run_dir) for r in runs]
@@ -77,7 +77,8 @@ class LiveLine:
         self.done = statuses.count("done")
         self.failed = statuses.count("failed")
         self.running = 0
-        self.log, self.interval, self.clock, self.show = log, interval, clock, show
+        self.log, self.clock, self.show = log, clock, show
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
         todo = [r for r, st in zip(runs, statuses) if st in ("partial", "pending")]
         self.total = sum(r.config.train.max_steps for r in runs)
         self.steps = self.total - sum(r.config.train.max_steps - (rundir.saved_step(r.run_dir) or 0) for r in todo)

@@ -104,8 +104,8 @@ def header(configs: Sequence[RunConfig], datas: Sequence[RunData], numel: int, v
     extra = f" · Grokfast {o.grokfast}" if o.grokfast != "none" else ""
     lines = [f"training {where} (config.json has every setting)",
              f"  data    {_data(cfg, datas[0], varies)}",
-             f"  model   {m.n_layer} layer(s), d {m.n_embd}, {m.n_head} heads · {numel:,} parameters"
-             f" · vocab {vocab} · context {context}",
+             f"  model   {m.n_layer} layer{'s' if m.n_layer != 1 else ''}, d {m.n_embd}, {m.n_head} heads"
+             f" · {numel:,} parameters · vocab {vocab} · context {context}",
              f"  optim   {optimizer} {v('learning_rate', f'lr {o.learning_rate:g}')}, "
              f"{v('weight_decay', f'wd {o.weight_decay:g}')}, betas {o.beta1:g}/{o.beta2:g}{extra}"
              f" · {v('batch_size', batch)} · {budget} · {v('seed', f'seed {t.seed}')}",
