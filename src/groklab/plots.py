@@ -267,8 +267,8 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
 # how a heatmap cell without a colour looks, and what its legend entry says (kind -> face, hatch, edge, line)
 CELL_STYLES = {
     "never": ("0.86", "///", "0.55", "-", "never grokked within the step budget"),
-    "untrained": ("white", "", "0.45", ":", "not trained (yet)"),
-    "missing": ("white", "", "0.45", ":", "not trained (yet)"),
+    "untrained": ("white", "", "0.45", ":", "not trained yet (a dotted outline: some of its seeds)"),
+    "missing": ("white", "", "0.45", ":", "not trained yet (a dotted outline: some of its seeds)"),
     "failed": ("#f6d5d0", "xx", "#b0463a", "-", "failed (non-finite)"),
 }
 PARTIAL_LABEL = "not every seed grokked (k/n in the cell)"
@@ -331,9 +331,12 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
             else:
                 shade = norm(cell["value"]) if norm is not None else 0.0
                 color = "white" if shade < 0.6 else "black"  # viridis: dark at the low end
-            if kind == "partial":
-                ax.add_patch(Rectangle((x - 0.44, y - 0.44), 0.88, 0.88, fill=False, edgecolor="black",
-                                       linestyle="--", linewidth=2))
+            # outlines black over white, so that they show on dark and on light cells alike
+            for inset, line, wanted in ((0.44, "--", kind == "partial"), (0.48, ":", bool(cell.get("incomplete")))):
+                if wanted:  # not every seed grokked; some of its seeds are not trained yet
+                    for edge, width, style in (("white", 3.2, "-"), ("black", 2, line)):
+                        ax.add_patch(Rectangle((x - inset, y - inset), 2 * inset, 2 * inset, fill=False,
+                                               edgecolor=edge, linestyle=style, linewidth=width))
             box = dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.5) if cell["value"] is None else None
             ax.text(x, y, cell["text"], ha="center", va="center", fontsize=8, color=color, bbox=box)
     ax.set_xticks(range(nx), xlabels)
@@ -342,6 +345,7 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
     ax.set_ylabel(yname)
     ax.set_title(title, fontsize=10)
     kinds = {c.get("kind", "never") for row in cells for c in row}
+    kinds |= {"untrained" for row in cells for c in row if c.get("incomplete")}
     handles = _cell_legend(kinds, bool(values))
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)

@@ -19,7 +19,8 @@ SEED_AXIS = "seed"
 
 def heatmap_cell(runs: Sequence[Run]) -> dict[str, Any]:
     """One cell: `value` (steps, for the colour; None where there is none to show), `text` (what it says) and
-    `kind` (grokked: every seed grokked; partial: some did; never; untrained; failed; missing)."""
+    `kind` (grokked: every seed grokked; partial: some did; never; untrained; failed; missing); `incomplete`
+    where some of its runs are not trained yet (the cell's text says how many)."""
     if not runs:
         return {"value": None, "text": "no run", "kind": "missing"}
     done = [r for r in runs if r.status == "done"]
@@ -31,13 +32,14 @@ def heatmap_cell(runs: Sequence[Run]) -> dict[str, Any]:
         return {"value": None, "text": text, "kind": "failed" if failed == len(runs) else "untrained"}
     grokked = [r.row["steps_to_grok"] for r in done if r.row["steps_to_grok"] is not None]
     budget = max(r.row["max_steps"] for r in done)
+    incomplete = {"incomplete": True} if untrained else {}  # drawn with the not-trained outline too
     if not grokked:
-        return {"value": None, "text": "\n".join([f"never\n(> {budget:,})", *notes]), "kind": "never"}
+        return {"value": None, "text": "\n".join([f"never\n(> {budget:,})", *notes]), "kind": "never", **incomplete}
     value = plots.median([*grokked, *[math.inf] * (len(done) - len(grokked))])
     shown = f"{value:,.0f}" if math.isfinite(value) else f"median\n> {budget:,}"
     count = [f"{len(grokked)}/{len(runs)} grokked"] if len(runs) > 1 else []
     return {"value": value if math.isfinite(value) else None, "text": "\n".join([shown, *count, *notes]),
-            "kind": "grokked" if len(grokked) == len(runs) else "partial"}
+            "kind": "grokked" if len(grokked) == len(runs) else "partial", **incomplete}
 
 
 def heatmap_axes(axes: Sequence[str], runs: Sequence[Run]) -> tuple[str, str, list[str]] | None:
@@ -81,6 +83,9 @@ def heatmaps(exp: dict, runs: list[Run], figure: Callable[..., Figure]) -> list[
                "never grokked, the cell says \"median > budget\"), and how many grokked. " if seeds else "")
             + f"Cells: {kinds.count('never')} never grokked (grey, hatched), {kinds.count('partial')} where only "
             f"some seeds grokked (dashed outline), {kinds.count('untrained') + kinds.count('missing')} not trained "
-            f"(white, dotted outline), {kinds.count('failed')} failed (red, crossed); the legend says the same.",
+            f"(white, dotted outline), {kinds.count('failed')} failed (red, crossed)"
+            + (f", {incomplete} with some seeds not trained yet (dotted outline, and the cell says how many)"
+               if (incomplete := sum(bool(c.get('incomplete')) for row in cells for c in row)) else "")
+            + "; the legend says the same.",
             f"heatmap of steps to grok over {y_axis} and {x_axis}"))
     return blocks

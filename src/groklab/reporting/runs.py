@@ -133,12 +133,12 @@ def run_command(config: dict[str, Any]) -> list[str]:
 
 
 def status_text(run: Run) -> str:
-    """'done', 'failed', 'partial (step 20 of 40)', 'pending', 'pending (stopped at step 8 of 40, before its
-    first checkpoint)'."""
+    """'done', 'failed', 'partial (evaluated up to step 20 of 40)', 'pending', 'pending (evaluated up to step 8
+    of 40, stopped before its first checkpoint)'."""
     last, budget = run.row.get("last_step") or 0, run.row.get("max_steps")
     of = f" of {budget:,}" if budget else ""
     if run.status == "partial":
-        return f"partial (step {last:,}{of})"
+        return f"partial (evaluated up to step {last:,}{of})"
     if run.status == "pending" and last:
-        return f"pending (stopped at step {last:,}{of}, before its first checkpoint)"
+        return f"pending (evaluated up to step {last:,}{of}, stopped before its first checkpoint)"
     return run.status
