@@ -53,6 +53,8 @@ def main() -> int:
         return 1
     new = text[: text.index(START)] + layout() + text[text.index(END) + len(END):]
     if "--check" in sys.argv:
+        if new != text:
+            print("README.md's Layout is stale: run `python scripts/layout.py`", file=sys.stderr)
         return 0 if new == text else 1
     readme.write_text(new, encoding="utf-8")
     return 0

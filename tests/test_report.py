@@ -223,7 +223,7 @@ def test_heatmaps_of_the_2d_experiments_and_mean_band_figures(sweep):
                 key = tuple(v for k, v in r.params.items() if name == "batch" or k != "seed")
                 cells.setdefault(key, []).append(r.row["steps_to_grok"])
         never = sum(all(s is None for s in v) for v in cells.values())
-        assert f"({never} never-grokked cell(s))" in part
+        assert f"Cells: {never} never grokked (grey, hatched)" in part
 
 
 def _run(status="done", grok=None, memorise=None, max_steps=40, seed=1, **params):
@@ -236,13 +236,17 @@ def test_heatmap_cells_mark_never_grokked_partial_failed_and_missing():
     assert rep.heatmap_cell([_run(grok=300, seed=1), _run(grok=100, seed=2), _run(grok=200, seed=3)]) == {
         "value": 200, "text": "200\n3/3 grokked", "kind": "grokked"}
     assert rep.heatmap_cell([_run(grok=1234)]) == {"value": 1234, "text": "1,234", "kind": "grokked"}
+    # a seed that never grokked counts as +inf: half of them never grokked, so the median is past the budget
     cell = rep.heatmap_cell([_run(grok=100), _run(grok=None)])
-    assert cell["value"] == 100 and cell["text"] == "100\n1/2 grokked" and cell["kind"] == "partial"
+    assert cell == {"value": None, "text": "median\n> 40\n1/2 grokked", "kind": "partial"}
+    cell = rep.heatmap_cell([_run(grok=100), _run(grok=300), _run(grok=None)])
+    assert cell == {"value": 300, "text": "300\n2/3 grokked", "kind": "partial"}
     never = rep.heatmap_cell([_run(grok=None, max_steps=5000), _run(grok=None, max_steps=5000)])
     assert never == {"value": None, "text": "never\n(> 5,000)", "kind": "never"}
     assert rep.heatmap_cell([_run("failed")])["text"] == "failed"
     assert rep.heatmap_cell([_run(grok=None), _run("failed")])["text"] == "never\n(> 40)\n1 failed"
-    assert rep.heatmap_cell([_run("pending")])["text"] == "not trained"
+    assert rep.heatmap_cell([_run("pending")]) == {"value": None, "text": "not trained", "kind": "untrained"}
+    assert rep.heatmap_cell([_run(grok=50), _run("partial")])["text"] == "50\n1/2 grokked\n1 not trained"
     assert rep.heatmap_cell([])["kind"] == "missing"
     # which axes make the heatmap
     runs = [_run(seed=s, wd=w, frac=f) for s in (1, 2) for w in (0.1, 1) for f in (0.3, 0.5)]

@@ -59,3 +59,38 @@ def test_interactive_loop_survives_bad_prompt():
     interactive(run, 2, 0.0, None, None, read=read, write=lines.append)
     assert any("error" in line and "'a'" in line for line in lines)
     assert sum(1 for line in lines if line.startswith("12")) == 1 and any(line.startswith("3") for line in lines)
+
+
+class _NewlineModel:
+    """Greedy decoding gives the answer '3' after '=', then the end-of-line token forever after."""
+
+    def __init__(self, tok):
+        from types import SimpleNamespace
+
+        self.tok, self.cfg, self.device = tok, SimpleNamespace(block_size=16), torch.device("cpu")
+
+    def __call__(self, ctx):
+        V = self.tok.vocab_size
+        last = self.tok.decode([int(ctx[0, 0, -1])])
+        logits = torch.zeros(1, 1, ctx.shape[-1], V)
+        logits[0, 0, -1, self.tok.encode("3" if last == "=" else "\n")[0]] = 10.0
+        return logits
+
+
+def test_interactive_stops_at_the_end_of_the_line_and_prints_no_empty_lines():
+    from groklab.analysis.sample import LoadedRun
+    from groklab.data.tokenizer import CharTokenizer
+
+    tok = CharTokenizer("0123456789+=\n")
+    run = LoadedRun(run_dir="x", cfg=None, tokenizer=tok, model=_NewlineModel(tok), step=0)
+    inputs = iter(["1+2=", "4+4="])
+    lines: list[str] = []
+
+    def read(_prompt):
+        try:
+            return next(inputs)
+        except StopIteration:
+            raise EOFError
+
+    interactive(run, 8, 0.0, None, None, read=read, write=lines.append)
+    assert lines[1:] == ["1+2=3", "4+4=3", ""]  # the last: Ctrl-D ends the prompt's line, as a shell expects

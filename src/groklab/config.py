@@ -12,7 +12,7 @@ import difflib
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Sequence, get_args, get_type_hints
 
 from groklab.fields import ROLES, ConfigError, at_most, checked, doc, finite, require  # noqa: F401 (ROLES, ConfigError: public)
 
@@ -27,6 +27,7 @@ Activation = Literal["gelu", "relu"]
 DecayOn = Literal["weights", "all"]
 WandbMode = Literal["online", "offline", "disabled"]
 Precision = Literal["fp32", "tf32", "bf16"]
+Verbosity = Literal["quiet", "normal", "verbose"]
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,12 @@ class DataConfig:
                                    role="source")
     )
     train_fraction: float | None = field(
-        default=None, metadata=doc("on-the-fly data: train share (default 0.7, or 0.4 with num_samples)",
-                                   role="source")
+        default=None, metadata=doc("on-the-fly data: train share", role="source",
+                                   default_text="0.7, or 0.4 with num_samples")
     )
     val_fraction: float | None = field(
-        default=None, metadata=doc("on-the-fly data: val share (default 0.15, or 0.4 with num_samples)",
-                                   role="source")
+        default=None, metadata=doc("on-the-fly data: val share", role="source",
+                                   default_text="0.15, or 0.4 with num_samples")
     )
     data_seed: int = field(default=0, metadata=doc("seed of the train/val/test split (not the model's seed)",
                                                    role="source"))
@@ -184,7 +185,8 @@ class OptimConfig:
                                 "lr_decay_iters")
     )
     min_lr: float | None = field(
-        default=None, metadata=doc("where the cosine decay ends; default learning_rate / 10 (nanoGPT's advice)")
+        default=None, metadata=doc("where the cosine decay ends",
+                                   default_text="learning_rate / 10, nanoGPT's advice")
     )
     weight_decay_mode: WeightDecayMode = field(
         default="decoupled", metadata=doc("'decoupled': AdamW's decay of the weights; 'l2': wd * weight added to the "
@@ -281,17 +283,22 @@ class TrainConfig:
         "log each run to Weights & Biases as a W&B run of its own: its config, every evaluation, the grokking "
         "summary; a sweep's runs form one W&B group (pip install 'groklab[wandb]')", role="how"))
     wandb_project: str = field(default="groklab", metadata=doc("W&B project the runs are logged to", role="how"))
-    wandb_group: str = field(default="", metadata=doc("W&B group of the runs; default: the sweep's name in a sweep, "
-                                                      "none for a single run", role="how"))
+    wandb_group: str = field(default="", metadata=doc("W&B group of the runs", role="how",
+                                                      default_text="the sweep's name in a sweep, none for a single run"))
     wandb_mode: WandbMode | None = field(default=None, metadata=doc(
-        "W&B mode: 'online', 'offline' (files in OUT_DIR/wandb, uploaded later with `wandb sync`) or 'disabled'; "
-        "default: the WANDB_MODE environment variable, else online", role="how"))
+        "W&B mode: 'online', 'offline' (files in OUT_DIR/wandb, uploaded later with `wandb sync`) or 'disabled'",
+        role="how", default_text="the WANDB_MODE environment variable, else online"))
     precision: Precision = field(default="fp32", metadata=doc(
-        "arithmetic of the training step: 'fp32' (the default, exact); 'tf32': float32 everywhere, the matrix "
+        "arithmetic of the training step: 'fp32' (exact); 'tf32': float32 everywhere, the matrix "
         "products of the captured CUDA graph on the tensor cores with TF32 inputs (a CPU has none: fp32 there); "
         "'bf16': matrix products autocast to bfloat16, float32 master weights, optimizer state, softmax, loss "
         "and update (on a CPU only where it has bf16 instructions). Evaluation is float32 always; meta.json records "
         "what ran"))
+    verbosity: Verbosity = field(default="normal", metadata=doc(
+        "what a run prints: 'quiet' (-q: the result and failures only, no progress bar), 'normal' (a short "
+        "header, the progress bar; evaluation lines only when the bar is off, and at --log_interval), 'verbose' "
+        "(-v: also the whole config and every evaluation)", role="how",
+        shortcuts={"quiet": ("-q", "--quiet"), "verbose": ("-v", "--verbose")}))
     snapshot_interval: int = field(  # "is": a snapshot step is an evaluation step too
         default=0, metadata=doc("also keep the weights every N steps in OUT_DIR/snapshots (linearly spaced, "
                                 "for the phases of `groklab analyze`); 0 = off")
@@ -328,6 +335,8 @@ class TrainConfig:
                  f"'online', 'offline' or 'disabled', got {self.wandb_mode!r}")
         require(self.precision in get_args(Precision), "precision",
                  f"'fp32', 'tf32' or 'bf16', got {self.precision!r}")
+        require(self.verbosity in get_args(Verbosity), "verbosity",
+                f"'quiet', 'normal' or 'verbose', got {self.verbosity!r}")
 
 
 @dataclass(frozen=True)
@@ -386,6 +395,30 @@ def _field_table() -> dict[str, tuple[str, str, Any]]:
             for name in (f.name, *f.metadata.get("aliases", ())):
                 table[name] = (section, f.name, hints[f.name])
     return table
+
+
+def flag_spellings(name: str, aliases: Sequence[str] = ()) -> list[str]:
+    """Every flag that sets field `name`: `--n_layer`, `--n-layer`, then its aliases both ways. The first is
+    the one groklab writes (help, reports' commands); cli_args accepts them all."""
+    out: list[str] = []
+    for n in (name, *aliases):
+        for spelling in (n, n.replace("_", "-")):
+            if f"--{spelling}" not in out:
+                out.append(f"--{spelling}")
+    return out
+
+
+def negated_flag(name: str) -> str:
+    """The flag that turns a boolean field off: `--no_plot` (`--no-plot` works too)."""
+    return f"--no_{name}"
+
+
+def flag_words(name: str, value: Any) -> list[str]:
+    """The command-line words that set config field `name` to `value`, spelled as cli_args reads them:
+    `--n_layer 2`, `--compile`, `--no_plot`."""
+    if isinstance(value, bool):
+        return [flag_spellings(name)[0] if value else negated_flag(name)]
+    return [flag_spellings(name)[0], str(value)]
 
 
 @functools.cache

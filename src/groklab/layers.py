@@ -17,7 +17,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("experiments", ("experiments",), "sweep specs, sweeps, the Ray backend, the shipped studies"),
     ("analysis", ("analysis",), "results as DataFrames, progress measures, phases, sampling"),
     ("reporting", ("reporting",), "reports and study tables"),
-    ("interface", ("cli", "cli_args", "workflows", "train", "sample", "results", "__main__"),
+    ("interface", ("cli", "cli_args", "cli_options", "cli_commands", "workflows", "train", "sample", "results",
+                   "__main__"),
      "the command line, the workflows it runs, and the README's Python API (thin re-exports)"),
 )
 

@@ -158,7 +158,8 @@ def band_stats(histories: Sequence[Sequence[dict]], key: str) -> tuple[list[int]
             [len(v) for v in vals])
 
 
-def _median(values: Sequence[float]) -> float:
+def median(values: Sequence[float]) -> float:
+    """The median (the mean of the middle two for an even count); math.inf may be among the values."""
     v = sorted(values)
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
@@ -195,10 +196,11 @@ def plot_band(histories: Sequence[Sequence[dict]], marks: Sequence[dict[str, int
         if steps:
             ax_marks.plot(steps, [row] * len(steps), linestyle="none", marker=marker, color=color, alpha=0.75,
                           markersize=6)
-            med = _median(steps)
+            med = median(steps)
+            some = "" if len(steps) == n_runs else f" of the {len(steps)} of {n_runs} that did"
             for ax in (ax_loss, ax_acc):
                 ax.axvline(med, color="0.35", linestyle=MARK_STYLES[label], linewidth=1,
-                           label=f"{label}: median {med:,.0f}" if ax is ax_acc else None)
+                           label=f"{label}: median {med:,.0f}{some}" if ax is ax_acc else None)
         counts[label] = f"{label} ({len(steps)}/{n_runs})"
     if text:
         counts["grokked"] = "no verdict (a text)"
@@ -262,17 +264,44 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
     return save_figure(fig, path, dpi)
 
 
+# how a heatmap cell without a colour looks, and what its legend entry says (kind -> face, hatch, edge, line)
+CELL_STYLES = {
+    "never": ("0.86", "///", "0.55", "-", "never grokked within the step budget"),
+    "untrained": ("white", "", "0.45", ":", "not trained yet (a dotted outline: some of its seeds)"),
+    "missing": ("white", "", "0.45", ":", "not trained yet (a dotted outline: some of its seeds)"),
+    "failed": ("#f6d5d0", "xx", "#b0463a", "-", "failed (non-finite)"),
+}
+PARTIAL_LABEL = "not every seed grokked (k/n in the cell)"
+
+
+def _cell_legend(kinds: set[str], values: bool) -> list:
+    from matplotlib.patches import Patch
+
+    handles = []
+    if values:
+        handles.append(Patch(facecolor="#35b779", label="steps to grok (colour bar); seeds: their median"))
+    if "partial" in kinds:
+        handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--", linewidth=2, label=PARTIAL_LABEL))
+    seen = set()
+    for kind, (face, hatch, edge, line, label) in CELL_STYLES.items():
+        if kind in kinds and label not in seen:
+            seen.add(label)
+            handles.append(Patch(facecolor=face, hatch=hatch, edgecolor=edge, linestyle=line, label=label))
+    return handles
+
+
 def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[str], ylabels: Sequence[str],
                  xname: str, yname: str, path: str | Path | None, title: str, dpi: int = DPI) -> Path | bytes:
     """A phase diagram: steps-to-grok of each (y, x) cell on a log colour scale. A cell is a dict with
-    `value` (steps, or None) and `text` (what to print in it); a cell with no value is drawn hatched grey
-    (never grokked within its step budget, failed, or not trained, as its text says)."""
+    `value` (steps, or None), `text` (what to print in it) and `kind`: a cell with no value is drawn by its
+    kind (never grokked: grey, hatched; not trained: white, dotted; failed: red, crossed), a "partial" cell
+    (not every seed grokked) gets a dashed outline; a legend below names each look the figure uses."""
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
     ny, nx = len(ylabels), len(xlabels)
-    fig = new_figure(figsize=(max(4.5, 1.35 * nx + 2.6), max(3.0, 0.75 * ny + 1.9)), layout="constrained")
+    fig = new_figure(figsize=(max(5.5, 1.45 * nx + 2.8), max(3.4, 0.8 * ny + 2.6)), layout="constrained")
     ax = fig.subplots()
     values = [c["value"] for row in cells for c in row if c["value"] is not None]
     cmap = colormaps["viridis"]
@@ -293,13 +322,21 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
         ax.imshow([[math.nan] * nx for _ in range(ny)], aspect="auto", origin="lower", cmap=cmap)
     for y, row in enumerate(cells):
         for x, cell in enumerate(row):
+            kind = cell.get("kind", "never")
             if cell["value"] is None:
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor="0.9", edgecolor="0.55", hatch="///",
-                                       linewidth=0))
+                face, hatch, edge, line, _ = CELL_STYLES.get(kind, CELL_STYLES["never"])
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=face, edgecolor=edge, hatch=hatch,
+                                       linestyle=line, linewidth=1.2 if line == ":" else 0))
                 color = "black"
             else:
                 shade = norm(cell["value"]) if norm is not None else 0.0
                 color = "white" if shade < 0.6 else "black"  # viridis: dark at the low end
+            # outlines black over white, so that they show on dark and on light cells alike
+            for inset, line, wanted in ((0.44, "--", kind == "partial"), (0.48, ":", bool(cell.get("incomplete")))):
+                if wanted:  # not every seed grokked; some of its seeds are not trained yet
+                    for edge, width, style in (("white", 3.2, "-"), ("black", 2, line)):
+                        ax.add_patch(Rectangle((x - inset, y - inset), 2 * inset, 2 * inset, fill=False,
+                                               edgecolor=edge, linestyle=style, linewidth=width))
             box = dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.5) if cell["value"] is None else None
             ax.text(x, y, cell["text"], ha="center", va="center", fontsize=8, color=color, bbox=box)
     ax.set_xticks(range(nx), xlabels)
@@ -307,4 +344,9 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
     ax.set_xlabel(xname)
     ax.set_ylabel(yname)
     ax.set_title(title, fontsize=10)
+    kinds = {c.get("kind", "never") for row in cells for c in row}
+    kinds |= {"untrained" for row in cells for c in row if c.get("incomplete")}
+    handles = _cell_legend(kinds, bool(values))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
     return save_figure(fig, path, dpi)

@@ -70,9 +70,9 @@ def complete(run: LoadedRun, prompt: str, max_new_tokens: int, temperature: floa
 
 def interactive(run: LoadedRun, max_new_tokens: int, temperature: float, top_k: int | None,
                 generator: torch.Generator | None, read: Callable[[str], str] = input,
-                write: Callable[[str], None] = print) -> None:
-    """A prompt loop: each line is completed; a bad prompt gets a message and the loop goes on; EOF or
-    'quit' ends it."""
+                write: Callable[[str], None] = print, equations: bool = True) -> None:
+    """A prompt loop: each line is completed (an equation up to its end-of-line token, as `sample` does, and
+    written without it); a bad prompt gets a message and the loop goes on; EOF or 'quit' ends it."""
     write(f"groklab interactive · {run.run_dir} (step {run.step:,}) · empty line or Ctrl-D to quit")
     while True:
         try:
@@ -83,7 +83,7 @@ def interactive(run: LoadedRun, max_new_tokens: int, temperature: float, top_k: 
         if prompt.strip() in ("", "quit", "exit"):
             return
         try:
-            write(complete(run, prompt, max_new_tokens, temperature, top_k, generator))
+            write(complete(run, prompt, max_new_tokens, temperature, top_k, generator, equations).rstrip("\n"))
         except GroklabError as exc:
             write(f"error: {exc}")
 

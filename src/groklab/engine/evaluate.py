@@ -16,16 +16,6 @@ def member_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
     return tok.view(E, B * T).sum(1), (targets >= 0).view(E, B * T).sum(1)
 
 
-def _loss(params: dict[str, torch.Tensor], cfg, x: torch.Tensor, pos: torch.Tensor | None, y: torch.Tensor,
-          dropout: float, bf16: bool = False) -> torch.Tensor:
-    """Each run's mean answer-token loss (E,) on its batch; `bf16`: the forward's matrix products autocast,
-    the loss taken on float32 logits (for float32 logits .float() is the same tensor: fp32 is unchanged)."""
-    with autocast(bf16, x.device):
-        logits = forward(params, cfg, x, dropout=dropout, positions=pos)
-    total, count = member_losses(logits.float(), y)
-    return total / count.clamp(min=1)
-
-
 @torch.no_grad()
 def evaluate(model: GPT, split: Stacked, max_tokens: int = 1 << 17) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean answer-token loss, exact-match accuracy (every answer token right) and per-token accuracy (the

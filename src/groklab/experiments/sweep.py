@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ def prepare(folder: SweepFolder, spec: SweepSpec, overrides: Mapping[str, Any] |
     compile, ...), but a run that exists there with a different config of what it is, is refused."""
     out = folder.path.resolve()  # absolute: Ray workers do not share the driver's working directory
     planned = spec.expand(overrides, max_runs=max_runs, echo=echo)
+    # each run's lines go to sweep.log, which stays whole whatever the console shows (--quiet)
     runs = [SweepRun(p.run_id, p.experiment, p.params,
                      p.config.replace(out_dir=str(out / run_folder(p.run_id)), progress=False,
+                                      verbosity="verbose" if p.config.train.verbosity == "verbose" else "normal",
                                       **_wandb_group(p.config, spec.name)), run_folder(p.run_id))
             for p in planned]
     previous: dict[str, SweepRun] = {}
@@ -57,33 +60,65 @@ def prepare(folder: SweepFolder, spec: SweepSpec, overrides: Mapping[str, Any] |
     return runs
 
 
-class LiveLine:
-    """One line for the whole sweep: runs done / running / failed, steps and ETA (tqdm's estimate). When
-    stderr is not a terminal, a plain line at each change instead."""
+PROGRESS_INTERVAL = 30.0  # seconds between the progress lines of a sweep whose bar is off (a log, nohup)
 
-    def __init__(self, name: str, runs: Sequence[SweepRun], log: Callable[[str], None]):
+
+class LiveLine:
+    """One line for the whole sweep: runs done / running / failed, run-steps and the ETA. In a terminal it is
+    a progress bar; otherwise (a log, `nohup`) a plain line at each change of the counts and, every
+    `interval` seconds while runs train, one with the steps done and the time left. `clock`: for tests."""
+
+    def __init__(self, name: str, runs: Sequence[SweepRun], log: Callable[[str], None],
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic, show: bool = True):
         from tqdm.auto import tqdm  # a widget in Jupyter
 
         statuses = [rundir.status(r.run_dir) for r in runs]
-        self.total_runs = len(runs)
+        self.name, self.total_runs = name, len(runs)
         self.done = statuses.count("done")
         self.failed = statuses.count("failed")
         self.running = 0
-        self.log = log
+        self.log, self.clock, self.show = log, clock, show
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
         todo = [r for r, st in zip(runs, statuses) if st in ("partial", "pending")]
-        total = sum(r.config.train.max_steps for r in runs)
-        done_steps = total - sum(r.config.train.max_steps - (rundir.saved_step(r.run_dir) or 0) for r in todo)
-        self.bar = tqdm(total=total, initial=done_steps, unit="step", desc=name, dynamic_ncols=True, disable=None,
-                        file=sys.stderr, bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {postfix} · "
-                                                    "{n_fmt}/{total_fmt} run-steps · {elapsed}<{remaining}")
+        self.total = sum(r.config.train.max_steps for r in runs)
+        self.steps = self.total - sum(r.config.train.max_steps - (rundir.saved_step(r.run_dir) or 0) for r in todo)
+        self.first_steps, self.started_at = self.steps, clock()
+        self.last_line = self.started_at
+        self.bar = tqdm(total=self.total, initial=self.steps, unit="step", dynamic_ncols=True,
+                        disable=None if show else True, file=sys.stderr, desc=self._counts(),
+                        bar_format="{desc} |{bar:20}| {percentage:3.0f}% · {n_fmt}/{total_fmt} run-steps · "
+                                   "{elapsed}<{remaining}")
         self._lock = threading.Lock()  # groups may train in threads
 
+    def _counts(self) -> str:
+        return (f"sweep {self.name}: {self.done}/{self.total_runs} done · {self.running} running · "
+                f"{self.failed} failed")
+
     def _show(self) -> None:
-        text = f"{self.done}/{self.total_runs} done · {self.running} running · {self.failed} failed"
+        if not self.show:
+            return
         if self.bar.disable:
-            self.log(text)
+            self.log(self._counts())
         else:
-            self.bar.set_postfix_str(text)
+            self.bar.set_description_str(self._counts())
+
+    def progress_line(self) -> str:
+        """The counts, the run-steps done and, once some were taken, the time left at the rate so far."""
+        line = f"{self._counts()} · {self.steps:,}/{self.total:,} run-steps ({100 * self.steps / max(self.total, 1):.0f} %)"
+        elapsed = self.clock() - self.started_at
+        rate = (self.steps - self.first_steps) / elapsed if elapsed > 0 else 0.0
+        if rate > 0:
+            line += f" · {_duration(elapsed)} elapsed, about {_duration((self.total - self.steps) / rate)} left"
+        return line
+
+    def write(self, line: str) -> None:
+        """A line of the sweep's own (--verbose: the groups' lines), written above the bar."""
+        with self._lock:
+            if self.bar.disable:
+                self.log(line)
+            else:
+                with self.bar.external_write_mode(file=sys.stdout):
+                    self.log(line)
 
     def started(self, runs: Sequence[RunConfig]) -> None:
         with self._lock:
@@ -93,7 +128,12 @@ class LiveLine:
     def run_steps(self, n: int) -> None:
         """n steps summed over runs (a Ray task reports only when it ends)."""
         with self._lock:
+            self.steps += n
             self.bar.update(n)
+            now = self.clock()
+            if self.show and self.bar.disable and now - self.last_line >= self.interval:
+                self.last_line = now
+                self.log(self.progress_line())
 
     def finished(self, runs: Sequence[RunConfig], results: Sequence[dict]) -> None:
         with self._lock:
@@ -104,6 +144,26 @@ class LiveLine:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.5 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def sweep_verbosity(spec: SweepSpec, overrides: Mapping[str, Any] | None) -> str:
+    """What the sweep prints on the console: --quiet / --verbose, or its spec's [base] verbosity."""
+    return str((overrides or {}).get("verbosity", spec.base.get("verbosity", "normal")))
+
+
+def _tee(*logs: Callable[[str], None]) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        for each in logs:
+            each(line)
+
+    return log
 
 
 def counts(runs: Sequence[SweepRun]) -> dict[str, int]:
@@ -130,9 +190,13 @@ def run_sweep(spec: SweepSpec, out: str | Path | SweepFolder, overrides: Mapping
         todo = [r.config for r, st in zip(runs, todo_status) if st in ("partial", "pending")
                 or (st == "failed" and retry_failed)]
         resuming = sum(st == "partial" or (st == "failed" and retry_failed) for st in todo_status)
-        echo(f"sweep {spec.name}: {len(runs)} runs in {folder.path} · {len(runs) - len(todo)} already finished · "
-             f"{len(todo)} to train ({resuming} resuming) · backend {backend} · log {folder.path / LOG_FILE}")
-        live = LiveLine(spec.name, runs, echo)
+        verbosity = sweep_verbosity(spec, overrides)
+        if verbosity != "quiet":
+            echo(f"sweep {spec.name}: {len(runs)} runs in {folder.path} · {len(runs) - len(todo)} already finished · "
+                 f"{len(todo)} to train ({resuming} resuming) · backend {backend} · log {folder.path / LOG_FILE}")
+        live = LiveLine(spec.name, runs, echo, show=verbosity != "quiet")
+        if verbosity == "verbose":  # the groups' lines on the console too, not only in sweep.log
+            log = _tee(log, live.write)
         interrupted: Interrupted | None = None
         try:
             if backend == "local":

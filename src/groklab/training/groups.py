@@ -115,10 +115,11 @@ class ManyRuns:
     once all have. `train_part` / `open_part`: what trains a part (replaced by tests)."""
 
     def __init__(self, configs: Sequence[RunConfig], argv: list[str] | None = None,
-                 log: Callable[[str], None] = print, max_group: int | None = None, progress: Progress | None = None,
+                 log: Callable[[str], None] | None = None, max_group: int | None = None, progress: Progress | None = None,
                  isolate: bool = False, concurrent: int | None = None, retry_failed: bool = False,
                  train_part: Callable[..., list[dict]] = train_runs, open_part: Callable[..., OpenGroup] = open_group):
-        self.configs, self.argv, self.log, self.max_group = list(configs), argv, log, max_group
+        self.configs, self.argv, self.max_group = list(configs), argv, max_group
+        self.log = log if log is not None else _silent  # None: nothing is printed (the Python API's default)
         self.progress, self.isolate, self.concurrent, self.retry_failed = progress, isolate, concurrent, retry_failed
         self.train_part, self.open_part = train_part, open_part
         self.results: list[dict | None] = [None] * len(self.configs)
@@ -319,8 +320,12 @@ class ManyRuns:
             self.stop.request(self.stop.signum or 2)  # the others stop too; run() says it once
 
 
+def _silent(_line: str) -> None:
+    pass
+
+
 def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
-               log: Callable[[str], None] = print, max_group: int | None = None,
+               log: Callable[[str], None] | None = None, max_group: int | None = None,
                progress: Progress | None = None, isolate: bool = False, concurrent: int | None = None,
                retry_failed: bool = False) -> list[dict]:
     """Train any number of runs (see ManyRuns); results in input order."""

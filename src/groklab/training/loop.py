@@ -8,15 +8,11 @@ Host syncs happen only at evaluation points, log lines and checkpoints; each is 
 from __future__ import annotations
 
 import dataclasses
-import heapq
-import itertools
-import math
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -26,9 +22,10 @@ from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device  # noqa: F401  (benchmarks import it from here)
 from groklab.engine.step import Engine
 from groklab.engine.hyper import Hyper
-from groklab.engine.evaluate import evaluate
 from groklab.errors import GroklabError
 from groklab.data.examples import stack
+from groklab.training.console import Console, batch_line, config_lines, eval_line, header
+from groklab.training.evaluation import Member, confirmed_grokked, eval_steps, evaluate_members, schedule
 from groklab.training.interrupts import Interrupted, StopRequest, signal_name, stop_on_signals
 from groklab.metrics import grokking_summary
 from groklab.model.gpt import GPT
@@ -40,45 +37,7 @@ from groklab.training.textrun import greedy_reconstructions, text_summary
 from groklab.training.wandb_log import WandB
 
 SPLITS = rundir.SPLITS
-
-
-def _log_points(max_steps: int, per_decade: int) -> Iterator[int]:
-    k = 0
-    while (s := round(10 ** (k / per_decade))) <= max_steps:
-        yield s
-        k += 1
-
-
-def schedule(max_steps: int, per_decade: int, interval: int = 0, after: int = 0,
-             extra: Sequence[int] = ()) -> Iterator[int]:
-    """The evaluation steps after step `after`, ascending, without repeats: log-spaced (per_decade a decade,
-    from step 1), every `interval` steps if set, the `extra` steps, and the last step. Lazy, so a schedule of
-    10^12 steps costs nothing until it is walked."""
-    parts = [_log_points(max_steps, per_decade), iter(sorted(extra)), iter((max_steps,))]
-    if interval:
-        first = (after // interval + 1) * interval
-        parts.append(iter(range(first, max_steps + 1, interval)))
-    return (s for s, _ in itertools.groupby(heapq.merge(*parts)) if after < s <= max_steps)
-
-
-def eval_steps(max_steps: int, per_decade: int, interval: int = 0) -> list[int]:
-    """Every evaluation step of a run from its start (for tests and small schedules)."""
-    return list(schedule(max_steps, per_decade, interval))
-
-
-@dataclass
-class Member:
-    """One run of the group: its config, folder (held, locked, from opening to the end), data and history."""
-
-    cfg: RunConfig
-    folder: RunFolder
-    data: RunData
-    history: list[dict] = field(default_factory=list)
-    failed: dict | None = None  # {"step", "reason"} once the run has gone non-finite; it is then left alone
-
-    @property
-    def run_dir(self) -> Path:
-        return self.folder.path
+__all__ = ["Member", "OpenGroup", "eval_steps", "group_key", "open_group", "schedule", "train_group", "train_runs"]
 
 
 def group_key(cfg: RunConfig, data: RunData) -> tuple:
@@ -110,7 +69,7 @@ class OpenGroup:
     eval_sets: dict
     start: int
     path: str
-    log: Callable[[str], None]
+    log: Callable[[str], None] | None  # None: the group says nothing
     on_steps: Callable[[int], None] | None
 
     def close(self) -> None:
@@ -148,7 +107,7 @@ def _claim(configs: Sequence[RunConfig], datas: Sequence[RunData],
 
 
 def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
-               log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
+               log: Callable[[str], None] | None = None, datas: Sequence[RunData] | None = None,
                on_steps: Callable[[int], None] | None = None, retry_failed: bool = False) -> OpenGroup:
     """Everything before the first step of a group: claim each run's folder, start or resume it, capture the
     step. The folders stay locked until the group is closed (train_group closes it)."""
@@ -171,7 +130,7 @@ def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
 
 
 def _open(members: list[Member], resume: list[bool], start: int, argv: list[str] | None,
-          log: Callable[[str], None], on_steps: Callable[[int], None] | None) -> OpenGroup:
+          log: Callable[[str], None] | None, on_steps: Callable[[int], None] | None) -> OpenGroup:
     mcfg, vocab = _group_shape(members)
     tcfg = members[0].cfg.train
     device = resolve_device(tcfg.device)
@@ -201,7 +160,7 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
             except (ValueError, KeyError) as exc:
                 raise GroklabError(f"{m.run_dir / rundir.STATE_FILE}: does not fit this run's model ({exc})") from None
     if any(resume):
-        log(f"resuming {E} run(s) from step {start:,}")
+        Console(log, tcfg.verbosity).say(f"resuming {E} run(s) from step {start:,}")
     path = engine.capture_cuda_graph() if tcfg.cuda_graph else "eager: --no-cuda_graph"
     path += " + torch.compile" if tcfg.compile else ""
     for e, m in enumerate(members):
@@ -227,7 +186,7 @@ def finished_result(cfg: RunConfig, plan: rundir.Plan) -> dict:
 
 
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
-               log: Callable[[str], None] = print, datas: Sequence[RunData] | None = None,
+               log: Callable[[str], None] | None = None, datas: Sequence[RunData] | None = None,
                on_steps: Callable[[int], None] | None = None, stop: StopRequest | None = None,
                retry_failed: bool = False,
                on_eval: Callable[[int, list[list[dict]]], None] | None = None) -> list[dict]:
@@ -235,7 +194,9 @@ def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
     a run that went non-finite gets {"status": "failed", ...} instead (and failed.json), and the others go on.
     A run its folder already holds finished returns that summary without training ("already": True); one that
     stopped part-way resumes. `datas`: each run's data, if the caller has loaded it. `on_steps(n)`: called as
-    steps are taken, instead of the progress bar and the printed evaluation lines (which then go to `log`).
+    steps are taken, instead of the progress bar (the evaluation lines then go to `log`). `log`: where the
+    group's lines go (the header, evaluations, messages), as much as each run's `verbosity` asks; None (the
+    default): nothing is printed but the progress bar (`progress=False` turns it off too).
     SIGINT/SIGTERM stop the group at a step boundary, saved: Interrupted is raised (see interrupts).
     `on_eval(step, histories)`: called after every evaluation; histories[i] holds the metric rows so far of the
     i-th run that trains (as in its metrics.jsonl), enough to redraw a live curve in a notebook."""
@@ -264,42 +225,48 @@ def train_group(g: OpenGroup, stop: StopRequest | None = None,
         g.close()
 
 
-def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dict]]], None] | None) -> list[dict]:
-    members, model, engine, eval_sets, start, log, on_steps = (g.members, g.model, g.engine, g.eval_sets, g.start,
-                                                              g.log, g.on_steps)
-    configs = [m.cfg for m in members]
+def _open_output(g: OpenGroup) -> tuple[Console, Any, str]:
+    """The group's console (its header said), its progress bar, and the verbosity at which each evaluation
+    gets a line: in a log (a sweep's) or with the bar off at normal, else only at verbose (the bar shows it)."""
+    configs = [m.cfg for m in g.members]
     tcfg = configs[0].train
+    console = Console(g.log, tcfg.verbosity)
+    for line in header(configs, [m.data for m in g.members], g.model.numel, g.model.vocab_size,
+                       g.model.cfg.block_size, str(g.model.device), g.path):
+        console.say(line)
+    for c in configs if console.shows("verbose") else []:
+        console.say(f"config of {c.train.out_dir}:", "verbose")
+        for line in config_lines(c):
+            console.say(line, "verbose")
+    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
+
+    shown = tcfg.progress and g.on_steps is None and tcfg.verbosity != "quiet"
+    console.bar = tqdm(total=tcfg.max_steps, initial=g.start, unit="step", dynamic_ncols=True, file=sys.stderr,
+                       desc=_bar_name(g.members), disable=None if shown else True)
+    return console, console.bar, "normal" if g.on_steps is not None or console.bar.disable else "verbose"
+
+
+def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dict]]], None] | None) -> list[dict]:
+    members, model, engine, eval_sets, start = g.members, g.model, g.engine, g.eval_sets, g.start
+    tcfg = members[0].cfg.train
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
-    wb = WandB.open(members, start, log)  # --wandb: likewise
-
-    if E == 1:
-        import json
-
-        log("config: " + json.dumps(configs[0].to_dict(), sort_keys=True))
-    log(f"{E} run(s) · {model.numel:,} parameters each · vocab {model.vocab_size} · context {model.cfg.block_size} · "
-        f"{len(members[0].data.splits['train']):,} train examples · device {device} · step: {g.path}")
-
     snapshots = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
     if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
         snapshots |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
     targets = schedule(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval, after=start, extra=snapshots)
-    from tqdm.auto import tqdm  # a widget in Jupyter, a text bar in a terminal
-
-    bar = tqdm(total=tcfg.max_steps, initial=start, unit="step", dynamic_ncols=True,
-               disable=None if tcfg.progress and on_steps is None else True, file=sys.stderr)
-    say = log if on_steps is not None else None
+    console, bar, eval_level = _open_output(g)
+    wb = WandB.open(members, start, console.say)  # --wandb: likewise
+    taken = _Steps(g.on_steps, max(1, tcfg.max_steps // 200))  # a sweep's live line hears of steps between evals
     t0 = time.time() - ((members[0].history[-1].get("elapsed_s") or 0.0) if members[0].history else 0.0)
     step = saved = start
-    reported = start
 
     def stopped() -> Interrupted:
         """Save where the loop stands (unless nothing was trained since the last save) and say so."""
         if step != saved:
             _save_checkpoint(members, model, engine, step)
-        if on_steps is not None:
-            on_steps(step - reported)
+        taken.flush()
         return Interrupted(stop.signum or 2, f"interrupted ({signal_name(stop.signum or 2)}) at step {step:,}")
 
     try:
@@ -308,40 +275,33 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
                 loss = engine.step()
                 step += 1
                 bar.update(1)
+                taken.add(1)
                 if tcfg.log_interval and step % tcfg.log_interval == 0:
-                    log(f"step {step}: batch loss " + " ".join(f"{v:.4f}" for v in loss.tolist()))  # host sync
+                    last = [m.history[-1] for m in members if m.history and not m.failed]
+                    console.say(batch_line(step, loss.tolist(), last))  # host sync
                 if step % tcfg.checkpoint_interval == 0 and step != target:
                     _save_checkpoint(members, model, engine, step)
                     saved = step
             if stop and step < target:
                 raise stopped()
-            if on_steps is not None:
-                on_steps(step - reported)
-                reported = step
+            taken.flush()
             if device.type == "cuda":  # wait here, without the GIL, so that groups in other threads go on launching
                 torch.cuda.current_stream(device).synchronize()
-            _evaluate_all(members, model, eval_sets, step, time.time() - t0, bar, say)
-            if tb is not None:
-                tb.write(members, model.flat, step)
-            if wb is not None:
-                wb.write(members, model.flat, step)
-            if on_eval is not None:
-                on_eval(step, [m.history for m in members])
-            if step in snapshots:
-                for e, m in enumerate(members):
-                    if not m.failed:
-                        m.folder.snapshot(step, model.member_state(e), model.cfg, m.data.tokenizer)  # host sync
+            for line in evaluate_members(members, model, eval_sets, step, time.time() - t0):
+                console.say(line, "quiet")  # a failure is said whatever the verbosity
+            _show_evaluation(members, step, bar, console, eval_level)
+            _after_evaluation(g, step, tb, wb, on_eval, step in snapshots)
             if all(m.failed for m in members):
                 break
-            done = _confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold)
+            done = confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold)
             if step % tcfg.checkpoint_interval == 0 or step == tcfg.max_steps or done or stop:
                 _save_checkpoint(members, model, engine, step)
                 saved = step
             if stop:
                 raise stopped()
             if done:
-                log(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
-                    f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
+                console.say(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
+                            f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
                 break
     except BaseException:
         if wb is not None:
@@ -349,16 +309,56 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
         raise
     finally:
         bar.close()
+        console.bar = None
         if tb is not None:
             tb.close()
-    if on_steps is not None and step < tcfg.max_steps:
-        on_steps(tcfg.max_steps - reported)  # an early stop finishes the run's share of the work
+    taken.add(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
+    taken.flush()
+    return _results(g, time.time() - t0, wb)
+
+
+def _results(g: OpenGroup, wall: float, wb: WandB | None) -> list[dict]:
+    """Each run's summary (a memorised text's reconstruction too), or its failure."""
+    members = g.members
     texts = [m.data.text if not m.failed else None for m in members]
-    recon = greedy_reconstructions(model, [m.data.tokenizer for m in members], texts) if any(texts) else texts
-    results = [m.failed if m.failed else _finish(m, device, time.time() - t0, r) for m, r in zip(members, recon)]
+    recon = greedy_reconstructions(g.model, [m.data.tokenizer for m in members], texts) if any(texts) else texts
+    results = [m.failed if m.failed else _finish(m, g.model.device, wall, r) for m, r in zip(members, recon)]
     if wb is not None:
         wb.close(results)
     return results
+
+
+class _Steps:
+    """Steps taken, passed on to `on_steps` (a sweep's live line) every `every` steps and at each flush."""
+
+    def __init__(self, on_steps: Callable[[int], None] | None, every: int):
+        self.on_steps, self.every, self.pending = on_steps, every, 0
+
+    def add(self, n: int) -> None:
+        if self.on_steps is not None:
+            self.pending += n
+            if self.pending >= self.every:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.on_steps is not None and self.pending:
+            self.on_steps(self.pending)
+            self.pending = 0
+
+
+def _after_evaluation(g: OpenGroup, step: int, tb: TensorBoard | None, wb: WandB | None,
+                      on_eval: Callable[[int, list[list[dict]]], None] | None, snapshot: bool) -> None:
+    """What else each evaluation feeds: TensorBoard, W&B, the caller's hook, the weights' snapshot."""
+    if tb is not None:
+        tb.write(g.members, g.model.flat, step)
+    if wb is not None:
+        wb.write(g.members, g.model.flat, step)
+    if on_eval is not None:
+        on_eval(step, [m.history for m in g.members])
+    if snapshot:
+        for e, m in enumerate(g.members):
+            if not m.failed:
+                m.folder.snapshot(step, g.model.member_state(e), g.model.cfg, m.data.tokenizer)  # host sync
 
 
 def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step: int) -> None:
@@ -374,64 +374,23 @@ def _save_checkpoint(members: Sequence[Member], model: GPT, engine: Engine, step
                                      "checkpoint is kept)", step)
 
 
-def _confirmed_grokked(members: Sequence[Member], k: int, threshold: float) -> bool:
-    """Early stop: every (healthy) run's last k evaluations all have val accuracy >= threshold."""
-    if k <= 0:
-        return False
-    return all(len(m.history) >= k and all(h["val_acc"] >= threshold for h in m.history[-k:])
-               for m in members if not m.failed)
-
-
-def _evaluate_all(members: Sequence[Member], model: GPT, eval_sets: dict, step: int, elapsed: float, bar,
-                  log: Callable[[str], None] | None) -> None:
-    """Evaluate every run; a run whose weights or losses are no longer finite is marked failed here."""
-    results = {split: evaluate(model, stacked) for split, stacked in eval_sets.items()}
-    results = {s: tuple(t.tolist() for t in r) for s, r in results.items()}  # host sync
-    finite_weights = torch.isfinite(model.flat).all(dim=1).tolist()  # host sync
-    for e, m in enumerate(members):
-        if m.failed:
-            continue
-        row = {"step": step, "elapsed_s": round(elapsed, 3)}
-        for split in SPLITS:
-            has = split in results and len(m.data.scored[split]) > 0
-            row[f"{split}_loss"] = results[split][0][e] if has else None
-            row[f"{split}_acc"] = results[split][1][e] if has else None
-            row[f"{split}_token_acc"] = results[split][2][e] if has else None
-        bad = [k for k, v in row.items() if k.endswith("_loss") and v is not None and not math.isfinite(v)]
-        if bad or not finite_weights[e]:
-            what = "weights" if not finite_weights[e] else bad[0].replace("_", " ")
-            m.failed = m.folder.fail(f"non-finite {what} at step {step:,}", step)
-            _emit(f"{m.run_dir}: {m.failed['reason']}; the run is stopped, the others go on", bar, log)
-            continue
-        m.history.append(row)
-        m.folder.append(row)
-    healthy = [m for m in members if not m.failed]
+def _show_evaluation(members: Sequence[Member], step: int, bar, console: Console, level: str) -> None:
+    """The latest evaluation on the bar (always) and as a line (at `level`)."""
+    healthy = [m.history[-1] for m in members if not m.failed and m.history and m.history[-1]["step"] == step]
     if not healthy:
         return
-    val = [m.history[-1]["val_acc"] for m in healthy]
-    train = [m.history[-1]["train_acc"] for m in healthy]
     if len(members) == 1:
-        r = members[0].history[-1]
+        r = healthy[0]
         bar.set_postfix(train_acc=f"{r['train_acc']:.3f}", val_acc=f"{r['val_acc']:.3f}", refresh=False)
-        test = "" if r["test_acc"] is None else f" | test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f}"
-        line = (f"step {step}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.4f} | "
-                f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}{test}")
     else:
-        line = (f"step {step}: train acc mean {sum(train) / len(train):.3f} | val acc mean {sum(val) / len(val):.3f}"
-                f" min {min(val):.3f} max {max(val):.3f}")
+        val = [r["val_acc"] for r in healthy]
         bar.set_postfix(val_acc_mean=f"{sum(val) / len(val):.3f}", refresh=False)
-    _emit(line, bar, log)
+    console.say(eval_line(step, healthy), level)
 
 
-def _emit(line: str, bar, log: Callable[[str], None] | None) -> None:
-    """An evaluation's line: to the sweep's log if there is one, else under the progress bar (or plainly
-    printed when the bar is off)."""
-    if log is not None:
-        log(line)
-    elif bar.disable:
-        print(line, flush=True)
-    else:
-        bar.write(line, file=sys.stderr)
+def _bar_name(members: Sequence[Member]) -> str:
+    """The progress bar's label: the run's folder name, or how many runs train together."""
+    return members[0].run_dir.name if len(members) == 1 else f"{len(members)} runs"
 
 
 def _finish(m: Member, device: torch.device, wall: float, reconstruction: dict | None = None) -> dict:
