@@ -14,7 +14,7 @@ from groklab.data.dataset import load_run_data
 from groklab.store.rundir import stored_data_config
 from groklab.errors import GroklabError
 from groklab.store.export import GroklabGPT, check_exportable, export_run, load_module, to_module
-from groklab.analysis.sample import load_run
+from groklab.store.loadrun import load_run
 from groklab.training.loop import train_runs
 from helpers import tiny_config
 

@@ -8,7 +8,8 @@ import pytest
 from groklab import plots
 from groklab.cli import main
 from groklab.reporting.report import write_report
-from groklab.analysis.sample import complete, load_run
+from groklab.analysis.sample import complete
+from groklab.store.loadrun import load_run
 
 
 def _train_text(tmp_path, text, *extra):
