@@ -92,7 +92,7 @@ def test_replace_type_checks_every_field_and_names_it():
     with pytest.raises(ConfigError, match=r"^tokenizer: expected one of 'char', 'number'"):
         cfg.replace(tokenizer="bpe")
     changed = cfg.replace(learning_rate=1, prime=None)
-    assert type(changed.optim.learning_rate) is float and changed.optim.learning_rate == 1.0  # int for a float: kept typed
+    assert type(changed.optim.learning_rate) is float and changed.optim.learning_rate == 1.0  # an int, kept a float
     assert changed.data.prime is None and cfg.replace(seed=1) is not cfg and cfg.train.seed == 42  # cfg unchanged
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.seed = 1  # type: ignore[misc]
