@@ -4,10 +4,23 @@ import re
 from pathlib import Path
 
 import torch
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from groklab.cli import main
 from groklab.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from groklab.data.ops import OPERATIONS
+
+# hypothesis settings of the fuzz tests: no deadline (two shared CPU cores), large and slow examples allowed
+FAST = {"deadline": None,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]}
+OP_SYMBOLS = "".join(OPERATIONS)  # every operation's symbol, the permutation tasks' too
+json_values = st.recursive(  # any JSON value, for fuzzed manifests and vocabulary files
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def tiny_config(out_dir, **changes) -> RunConfig:

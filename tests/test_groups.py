@@ -1,8 +1,12 @@
 import json
+from pathlib import Path
 
+import pytest
 import torch
 
-from groklab.training.groups import bytes_per_run, chunk_size, plan_groups, train_many
+from groklab.errors import GroklabError
+from groklab.store import rundir
+from groklab.training.groups import ManyRuns, bytes_per_run, chunk_size, plan_groups, train_many
 from tests.helpers import tiny_config
 
 
@@ -45,3 +49,93 @@ def test_train_runs_refuses_a_group_with_mixed_loop_settings(tmp_path):
     with pytest.raises(GroklabError, match="must share"):
         train_runs(mixed, log=lambda _: None)
     assert not (tmp_path / "a").exists()
+
+
+# ---------------------------------------------------------------- the out-of-memory split, with a fake trainer
+
+class FakeTrainer:
+    """A `train_part` for ManyRuns that trains nothing: out of GPU memory whenever it is given more than `fits`
+    runs at once (as a device too small for the group), else one result a run. `tried`: the parts it was given,
+    by run folder name."""
+
+    def __init__(self, fits: int):
+        self.fits, self.tried = fits, []
+
+    def __call__(self, configs, stop=None, datas=None, **_):
+        self.tried.append([Path(c.train.out_dir).name for c in configs])
+        assert datas is not None and len(datas) == len(configs)  # the data ManyRuns loaded travels with the part
+        if len(configs) > self.fits:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (fake): {len(configs)} runs")
+        return [{"status": "done", "run_dir": c.train.out_dir, "trained_with": len(configs)} for c in configs]
+
+
+class Watcher:
+    """A Progress that checks every part it is told started also finishes, and keeps the results reported."""
+
+    def __init__(self):
+        self.running, self.results = 0, []
+
+    def started(self, runs):
+        self.running += len(runs)
+
+    def run_steps(self, n):
+        pass
+
+    def finished(self, runs, results):
+        self.running -= len(runs)
+        self.results += results
+
+
+def cpu_runs(tmp_path, n):
+    return [tiny_config(tmp_path / f"r{i}", seed=i, device="cpu") for i in range(n)]
+
+
+def never(*args, **kwargs):
+    raise AssertionError("a GPU path (open_part, a wave) was taken for runs on the CPU")
+
+
+def many_runs(configs, fake, lines, **options):
+    many = ManyRuns(configs, log=lines.append, train_part=fake, open_part=never, **options)
+    many.train_wave = never  # the split under test is the sequential one, train_chunk: no CUDA device needed
+    return many
+
+
+def test_out_of_memory_splits_a_part_in_two_until_each_half_fits(tmp_path):
+    fake, lines, watcher = FakeTrainer(fits=2), [], Watcher()
+    results = many_runs(cpu_runs(tmp_path, 5), fake, lines, progress=watcher).run()
+    assert fake.tried == [["r0", "r1", "r2", "r3", "r4"], ["r0", "r1"], ["r2", "r3", "r4"], ["r2"], ["r3", "r4"]]
+    assert [r["run_dir"] for r in results] == [str(tmp_path / f"r{i}") for i in range(5)]  # input order
+    assert [r["status"] for r in results] == ["done"] * 5 and [r["trained_with"] for r in results] == [2, 2, 1, 2, 2]
+    assert [line for line in lines if "out of GPU memory" in line] == [
+        "out of GPU memory with 5 runs at once: splitting into 2 + 3",
+        "out of GPU memory with 3 runs at once: splitting into 1 + 2"]
+    assert watcher.running == 0  # every part it was told started (the split ones too) also finished
+    assert sorted(r["run_dir"] for r in watcher.results) == sorted(r["run_dir"] for r in results)
+    assert not torch.cuda.is_initialized()
+
+
+def test_a_single_run_that_does_not_fit_is_recorded_failed_when_isolated(tmp_path):
+    fake, lines = FakeTrainer(fits=0), []
+    results = many_runs(cpu_runs(tmp_path, 3), fake, lines, isolate=True).run()
+    assert fake.tried == [["r0", "r1", "r2"], ["r0"], ["r1", "r2"], ["r1"], ["r2"]]
+    assert [r["status"] for r in results] == ["failed"] * 3
+    for i, r in enumerate(results):
+        assert r["run_dir"] == str(tmp_path / f"r{i}") and rundir.status(tmp_path / f"r{i}") == "failed"
+        assert r["reason"].startswith("out of GPU memory with a group of 1 run(s); run the command again with fewer")
+        assert rundir.read_failure(tmp_path / f"r{i}")["reason"] == r["reason"]
+
+
+def test_a_single_run_that_does_not_fit_raises_when_not_isolated(tmp_path):
+    fake, lines = FakeTrainer(fits=0), []
+    with pytest.raises(GroklabError, match=r"out of GPU memory with a group of 1 run\(s\)"):
+        many_runs(cpu_runs(tmp_path, 2), fake, lines).run()
+    assert fake.tried == [["r0", "r1"], ["r0"]]  # the first run that cannot fit stops it: r1 is not tried alone
+    assert not any((tmp_path / f"r{i}" / rundir.FAILED_FILE).exists() for i in range(2))
+
+
+def test_concurrent_cpu_chunks_split_on_their_own(tmp_path):
+    fake, lines = FakeTrainer(fits=1), []
+    results = many_runs(cpu_runs(tmp_path, 4), fake, lines, max_group=2, concurrent=2).run()
+    # two chunks, each in a thread of its own, each split into its two runs
+    assert sorted(map(tuple, fake.tried)) == [("r0",), ("r0", "r1"), ("r1",), ("r2",), ("r2", "r3"), ("r3",)]
+    assert [r["status"] for r in results] == ["done"] * 4 and {r["trained_with"] for r in results} == {1}

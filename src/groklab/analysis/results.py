@@ -7,8 +7,9 @@ measures, final metrics) and one row per evaluation of every run (`pip install '
     r.evals.query("experiment == 'batch'")
 
 The run folders stay the truth. A sweep writes `results/runs.parquet` and `results/evals.parquet` from them
-when it ends (and when it is interrupted); `load` reads those when they are newer than every run's files,
-and otherwise rebuilds the frames from the folders (a sweep still running, one trained without pyarrow).
+when it ends (and when it is interrupted); `load` reads those when they are newer than every run's files and
+name the run folders where they are now, and otherwise rebuilds the frames from the folders (a sweep still
+running, one trained without pyarrow, one moved or copied since).
 DuckDB reads the same files: `SELECT * FROM 'out/my-sweep/results/evals.parquet'`.
 """
 
@@ -38,12 +39,16 @@ def load(folder: str | Path) -> Results:
     folder = Path(folder)
     files = sweepdir.store_files(folder)
     if all(f.exists() for f in files):
-        newest = max((p.stat().st_mtime for r in sweepdir.runs_of(folder) for p in Path(r["run_dir"]).glob("*.json*")),
-                     default=0.0)
+        listed = sweepdir.runs_of(folder)
+        newest = max((p.stat().st_mtime for r in listed for p in Path(r["run_dir"]).glob("*.json*")), default=0.0)
         if min(f.stat().st_mtime for f in files) >= newest:
             try:
-                return Results(pd.read_parquet(files[0]), pd.read_parquet(files[1]))
+                stored = Results(pd.read_parquet(files[0]), pd.read_parquet(files[1]))
             except ImportError:
                 raise GroklabError("reading the results store needs pyarrow: pip install 'groklab[parquet]'") from None
+            # a store written before the folder was moved or copied names the run folders where they were
+            if [Path(p).resolve() for p in stored.runs.get("run_dir", [])] == [Path(r["run_dir"]).resolve()
+                                                                                for r in listed]:
+                return stored
     runs, evals = sweepdir.frames(folder)
     return Results(runs, evals)
