@@ -23,6 +23,13 @@ from groklab.experiments.spec import MAX_RUNS
 def _data_cmd(args: argparse.Namespace) -> int:
     from groklab.data import equations as data
 
+    if args.text is not None:  # a text to memorise (seed 000's data/sanity_check): groklab.data.textset
+        from groklab.data.textset import text_data_command
+
+        print(text_data_command(args.text, args.out, args.op, args.p, args.num_samples, args.fractions))
+        return 0
+    if args.op is None or args.p is None:
+        raise GroklabError("give --op OPS and --p P (or --text TEXT for a text to memorise)")
     fractions = None
     if args.fractions is not None:
         try:
@@ -49,18 +56,14 @@ def _data_cmd(args: argparse.Namespace) -> int:
 
 
 def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
-    """`groklab train textfile.txt` (seed 003) or `groklab train DATA_DIR`."""
-    if path is None:
-        return cfg
-    p = Path(path)
-    if cfg.data.operators is not None or cfg.data.prime is not None:
-        print(f"note: ignoring the data path {path!r}: --operators/--prime build the data on the fly", file=sys.stderr)
-        return cfg
-    if p.is_dir():
-        return cfg.replace(data_dir=str(p), text_file=None)
-    if p.is_file():
-        return cfg.replace(text_file=str(p), data_dir=None)
-    raise GroklabError(f"{path}: no such file or directory")
+    """`groklab train textfile.txt` (seed 003), `groklab train DATA_DIR`, a text folder, or seed 003's
+    `groklab train . --operators / --prime 97`: groklab.data.source."""
+    from groklab.data.source import positional_source
+
+    cfg, note = positional_source(path, cfg)
+    if note is not None:
+        print(note, file=sys.stderr)
+    return cfg
 
 
 def _seeds(text: str) -> list[int]:
@@ -130,7 +133,9 @@ def _sample_cmd(args: argparse.Namespace) -> int:
     from groklab.analysis.sample import complete, interactive, prompts_from
     from groklab.store.loadrun import load_run
 
-    run = load_run(args.run, resolve_device(args.device))
+    if (args.run is None) == (args.checkpoint is None):  # seed 000's spelling: --checkpoint PATH
+        raise GroklabError("give the run: a run directory (or a file in it), or --checkpoint PATH")
+    run = load_run(args.run or args.checkpoint, resolve_device(args.device))
     if not -(2**63) <= args.seed < 2**64:
         raise GroklabError(f"--seed must fit in 64 bits, got {args.seed}")
     gen = torch.Generator().manual_seed(args.seed)
@@ -275,10 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", allow_abbrev=False, help="write train/val/test equation files and a manifest")
-    d.add_argument("--op", "--ops", "--operators", dest="op", required=True,
+    d.add_argument("--op", "--ops", "--operators", dest="op", default=None,
                    help="operation(s): + - * / # @ & $ ! on Z_p, o %% : on permutations (p = n!, 120 for S5), or "
                         "names (add, sub, mul, div, perm, perm_conj, perm_aba, ...); '+,-' mixes")
-    d.add_argument("--p", "--prime", dest="p", type=int, required=True, help="modulus p")
+    d.add_argument("--p", "--prime", dest="p", type=int, default=None, help="modulus p")
+    d.add_argument("--text", default=None, help="a text to memorise instead of equations: writes text.txt and "
+                   "manifest.json, which `train --data_dir` trains on (seed 000's data/sanity_check)")
     d.add_argument("--out", "--out_dir", "--out-dir", dest="out", required=True, help="output folder (new or empty)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     d.add_argument("--num_samples", "--num-samples", type=int, default=None,
@@ -316,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--open", action="store_true", help="open report.html in the web browser")
 
     s = sub.add_parser("sample", allow_abbrev=False, help="generate from a trained run")
-    s.add_argument("run", help="run directory (or a file inside it)")
+    s.add_argument("run", nargs="?", default=None, help="run directory (or a file inside it)")
+    s.add_argument("--checkpoint", default=None, help="the same, seed 000's spelling (a file in the run directory)")
     s.add_argument("--prompts", nargs="*", default=None, help="prompts, e.g. \"30/74=\" (comma-separated or several)")
     s.add_argument("--prompt", default=None, help="one prompt (seed 003 spelling)")
     s.add_argument("--max_new_tokens", "--max-new-tokens", "--steps", dest="max_new_tokens", type=int, default=8,
