@@ -19,6 +19,13 @@ def data_cmd(args: argparse.Namespace) -> int:
     from groklab.data import equations as data
 
     o = options_from_args(args, opt.DataOptions)
+    if o.text is not None:  # a text to memorise (seed 000's data/sanity_check): groklab.data.textset
+        from groklab.data.textset import text_data_command
+
+        print(text_data_command(o.text, o.out, o.op, o.p, o.num_samples, o.fractions))
+        return 0
+    if o.op is None or o.p is None:
+        raise GroklabError("give --op OPS and --p P (or --text TEXT for a text to memorise)")
     spec = data.DatasetSpec(ops=o.op, p=o.p, num_samples=o.num_samples, fractions=o.fraction_values(), seed=o.seed)
     splits = data.make_splits(spec)
     manifest = data.write_dataset(spec, splits, o.out)
@@ -36,18 +43,14 @@ def data_cmd(args: argparse.Namespace) -> int:
 
 
 def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
-    """`groklab train textfile.txt` (seed 003) or `groklab train DATA_DIR`."""
-    if path is None:
-        return cfg
-    p = Path(path)
-    if cfg.data.operators is not None or cfg.data.prime is not None:
-        print(f"note: ignoring the data path {path!r}: --operators/--prime build the data on the fly", file=sys.stderr)
-        return cfg
-    if p.is_dir():
-        return cfg.replace(data_dir=str(p), text_file=None)
-    if p.is_file():
-        return cfg.replace(text_file=str(p), data_dir=None)
-    raise GroklabError(f"{path}: no such file or directory")
+    """`groklab train textfile.txt` (seed 003), `groklab train DATA_DIR`, a text folder, or seed 003's
+    `groklab train . --operators / --prime 97`: groklab.data.source."""
+    from groklab.data.source import positional_source
+
+    cfg, note = positional_source(path, cfg)
+    if note is not None:
+        print(note, file=sys.stderr)
+    return cfg
 
 
 def result_line(s: dict, plot: bool) -> str:
@@ -107,7 +110,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
     from groklab.engine.device import resolve_device
 
     o = options_from_args(args, opt.SampleOptions)
-    run = load_run(o.run, resolve_device(o.device))
+    run = load_run(o.run or o.checkpoint, resolve_device(o.device))
     gen = torch.Generator().manual_seed(o.seed)
     equations = run.cfg.data.text_file is None  # an equation ends at its newline token
     if o.interactive:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from groklab.cli_args import at_least, positive
-from groklab.config import doc
+from groklab.config import DEVICE_HELP, doc, is_device_name
 from groklab.errors import GroklabError
 from groklab.experiments.spec import MAX_RUNS
 
@@ -18,9 +18,12 @@ OPS_HELP = ("operation(s): + - * / # @ & $ ! on Z_p, o % : on permutations (p = 
 
 @dataclass(frozen=True, kw_only=True)
 class DataOptions:
-    op: str = field(metadata=doc(OPS_HELP, "ops", "operators"))
-    p: int = field(metadata=doc("modulus p", "prime"))
     out: str = field(metadata=doc("output folder (new or empty)", "out_dir"))
+    op: str | None = field(default=None, metadata=doc(OPS_HELP, "ops", "operators"))
+    p: int | None = field(default=None, metadata=doc("modulus p", "prime"))
+    text: str | None = field(default=None, metadata=doc(
+        "a text to memorise instead of equations: writes text.txt and manifest.json, which `train --data_dir` "
+        "trains on (seed 000's data/sanity_check)"))
     seed: int = field(default=0, metadata=doc("seed of the split"))
     num_samples: int | None = field(default=None, metadata=doc("N distinct random equations instead of all pairs"))
     fractions: str | None = field(default=None, metadata=doc(
@@ -114,9 +117,16 @@ class ReportOptions:
 RUN_HELP = "run folder (or a file inside it)"
 
 
+def _check_device(device: str) -> None:
+    if not is_device_name(device):
+        raise GroklabError(f"--device: {DEVICE_HELP}, got {device!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SampleOptions:
-    run: str = field(metadata=doc(RUN_HELP, positional=True))
+    run: str | None = field(default=None, metadata=doc(RUN_HELP, positional=True))
+    checkpoint: str | None = field(default=None, metadata=doc(
+        "the same, seed 000's spelling (a file in the run directory)"))
     prompts: list[str] | None = field(default=None, metadata=doc(
         "prompts, e.g. \"30/74=\" (comma-separated or several)"))
     prompt: str | None = field(default=None, metadata=doc("one prompt (seed 003 spelling)"))
@@ -125,9 +135,12 @@ class SampleOptions:
     top_k: int | None = field(default=None, metadata=doc("sample among the k likeliest", default_text="all"))
     seed: int = field(default=0, metadata=doc("sampling seed"))
     interactive: bool = field(default=False, metadata=doc("a prompt loop; an empty line or Ctrl-D ends it"))
-    device: Literal["auto", "cpu", "cuda"] = field(default="cpu", metadata=doc("where the model runs"))
+    device: str = field(default="cpu", metadata=doc(f"where the model runs: {DEVICE_HELP}"))
 
     def __post_init__(self) -> None:
+        if (self.run is None) == (self.checkpoint is None):
+            raise GroklabError("give the run: a run directory (or a file in it), or --checkpoint PATH")
+        _check_device(self.device)
         if not -(2**63) <= self.seed < 2**64:
             raise GroklabError(f"--seed must fit in 64 bits, got {self.seed}")
         if not self.temperature >= 0:  # also catches NaN
@@ -146,7 +159,10 @@ class EvaluateOptions:
     run: str = field(metadata=doc(RUN_HELP, positional=True))
     split: str = field(default="test", metadata=doc("train, val or test (comma-separated for several)"))
     json: bool = field(default=False, metadata=doc("print JSON lines"))
-    device: Literal["cpu", "cuda"] = field(default="cpu", metadata=doc("where the model runs"))
+    device: str = field(default="cpu", metadata=doc(f"where the model runs: {DEVICE_HELP}"))
+
+    def __post_init__(self) -> None:
+        _check_device(self.device)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,15 @@ from groklab.fields import ROLES, ConfigError, at_most, checked, doc, finite, re
 TokenizerKind = Literal["char", "number", "hybrid"]
 LossOn = Literal["answer", "answer_only", "all"]
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "mtia")  # torch device types a run can train on
+DEVICE_HELP = f"'auto' or a torch device ({', '.join(DEVICE_TYPES)}, optionally with ':N')"
+
+
+def is_device_name(text: str) -> bool:
+    """'auto', or a torch device type with an optional index ('cuda', 'cuda:1'); whether it exists is
+    engine.device's question, asked when the run starts."""
+    kind, colon, index = text.partition(":")
+    return text == "auto" or (kind in DEVICE_TYPES and (not colon or index.isdigit()))
+
 GradFilterKind = Literal["none", "ema", "ma"]
 WeightDecayMode = Literal["decoupled", "l2"]
 InitScheme = Literal["nanogpt", "torch", "nanda"]
@@ -326,9 +335,7 @@ class TrainConfig:
         require(self.early_stop_evals >= 0, "early_stop_evals", f"must be >= 0, got {self.early_stop_evals}")
         require(self.snapshots_per_decade >= 0, "snapshots_per_decade", f"must be >= 0, got {self.snapshots_per_decade}")
         require(self.snapshot_interval >= 0, "snapshot_interval", f"must be >= 0, got {self.snapshot_interval}")
-        kind, _, index = self.device.partition(":")
-        require(self.device == "auto" or (kind in DEVICE_TYPES and (":" not in self.device or index.isdigit())), "device",
-                f"'auto' or a torch device ({', '.join(DEVICE_TYPES)}, optionally with ':N'), got {self.device!r}")
+        require(is_device_name(self.device), "device", f"{DEVICE_HELP}, got {self.device!r}")
         require(bool(self.wandb_project.strip()) and not any(c in self.wandb_project for c in "/\\#?%:"),
                  "wandb_project", f"must name a W&B project (no / \\ # ? % :), got {self.wandb_project!r}")
         require(self.wandb_mode is None or self.wandb_mode in get_args(WandbMode), "wandb_mode",

@@ -12,6 +12,7 @@ from groklab.config import DataConfig, ModelConfig
 from groklab.errors import DataError
 from groklab.data.examples import Examples, encode_equations, encode_text
 from groklab.data.ops import OPERATIONS
+from groklab.data.textset import is_text_folder, read_text_folder
 from groklab.data.tokenizer import CharTokenizer, Tokenizer, make_tokenizer
 
 DEFAULT_TEXT_BLOCK = 256  # nanoGPT's context length, for texts longer than that
@@ -73,11 +74,14 @@ def _equation_lines(cfg: DataConfig) -> tuple[dict[str, list[str]], dict | None,
 def load_run_data(cfg: DataConfig, model: ModelConfig) -> RunData:
     if not cfg.has_source:
         raise DataError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
-    if cfg.text_file is not None:
-        text = parse.read_text_file(cfg.text_file)
+    text_folder = cfg.data_dir is not None and is_text_folder(cfg.data_dir)  # `groklab data --text`'s folder
+    if cfg.text_file is not None or text_folder:
+        if text_folder and cfg.tokenizer != "char":
+            raise DataError(f"{cfg.data_dir}: holds a text to memorise, which needs the char tokenizer")
+        text = read_text_folder(cfg.data_dir) if text_folder else parse.read_text_file(cfg.text_file)
         tok = CharTokenizer.for_text(text)
         block = model.block_size or min(len(tok.encode(text)) - 1, DEFAULT_TEXT_BLOCK)
-        ex = encode_text(text, tok, block, mask_first_n=cfg.mask_first_n, where=cfg.text_file)
+        ex = encode_text(text, tok, block, mask_first_n=cfg.mask_first_n, where=cfg.text_file or cfg.data_dir)
         empty = Examples(ex.inputs[:0], ex.targets[:0])
         # memorising a text has no held-out part: "val" is the text itself, as in seed 003's sanity run
         return RunData(tok, {"train": ex, "val": ex, "test": empty}, None, text, None, max(block, ex.seq_len))

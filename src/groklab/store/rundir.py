@@ -166,7 +166,8 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     require(isinstance(s, dict) and isinstance(s.get("final", {}), dict), path, CheckpointError,
             "expected an object with a \"final\" object")
     for k in ("steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio", "best_val_acc", "steps",
-              "wall_time_s", "threshold"):
+              "wall_time_s", "threshold", "steps_to_memorise_first", "steps_to_grok_first", "steps_to_memorise_held",
+              "steps_to_grok_held"):  # the last four: absent (None) in summaries from before them
         require(_number_or_none(s.get(k)), path, CheckpointError, f"{k!r} must be a number or null")
     final = s.get("final", {})
     for k in METRIC_NUMBERS:

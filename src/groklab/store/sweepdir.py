@@ -39,7 +39,9 @@ OWN_NAMES = (SWEEP_FILE, SPEC_FILE, LOG_FILE, RUNS_DIR, RESULTS_DIR, TABLES_FILE
 FINAL_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
               "train_token_acc", "val_token_acc", "test_token_acc")  # token acc: None in runs from before it
 SUMMARY_KEYS = ("threshold", "steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio",
-                "best_val_acc", "steps", "wall_time_s", "device")
+                "best_val_acc", "steps", "wall_time_s", "device",
+                # first crossing and held (groklab.metrics): None in runs from before them
+                "steps_to_memorise_first", "steps_to_grok_first", "steps_to_memorise_held", "steps_to_grok_held")
 
 
 @dataclass(frozen=True)

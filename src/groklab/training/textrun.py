@@ -56,7 +56,8 @@ def greedy_reconstructions(model: GPT, tokenizers: Sequence[Tokenizer], texts: S
 
 def text_summary(reconstruction: dict) -> dict:
     """What a text run's summary.json says instead of a grokking verdict."""
-    return {"task": TEXT_TASK, "steps_to_grok": None, "grokking_delay": None, "grokking_ratio": None,
+    return {"task": TEXT_TASK, "steps_to_grok": None, "steps_to_grok_first": None, "steps_to_grok_held": None,
+            "grokking_delay": None, "grokking_ratio": None,
             "grokking": NO_VERDICT, "reconstruction": reconstruction}
 
 

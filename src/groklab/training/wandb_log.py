@@ -23,7 +23,8 @@ from groklab.training.tensorboard import SPLITS, learning_rate
 
 ID_FILE = "groklab_run_id"
 SUMMARY_KEYS = ("status", "steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio",
-                "best_val_acc", "threshold", "steps", "wall_time_s", "reason")
+                "best_val_acc", "threshold", "steps", "wall_time_s", "reason", "steps_to_memorise_first",
+                "steps_to_grok_first", "steps_to_memorise_held", "steps_to_grok_held")
 
 
 def _run_id(folder: Path, start: int) -> str:

@@ -1,0 +1,73 @@
+"""The pieces every study table shares: a cell's distance from the report, the held measures (with a fallback
+for summaries written before them), the learning-rate schedule in words, the notes on unfinished runs and on
+`--quick`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from groklab.experiments.study import QUICK_DIVISOR
+from groklab.tables import MISSING
+
+WITHIN_POINTS = 2.0  # "within 2 points of the report": the summary lines' tolerance, in percentage points
+MINUS = "\u2212"
+
+
+def gap(ours: float | None, reported_pct: float | None, quick: bool = False) -> str:
+    """groklab's value (a fraction) minus the report's (a percentage), in points: '−0.4 pt'; '–' when either is
+    missing or the run is a pipeline check."""
+    if ours is None or reported_pct is None or quick:
+        return MISSING
+    return f"{100 * ours - reported_pct:+.1f} pt".replace("-", MINUS)
+
+
+def within(ours: float | None, reported_pct: float, points: float = WITHIN_POINTS) -> bool:
+    # rounded as printed: a cell shown as "−2.0 pt" counts as within 2 points
+    return ours is not None and round(abs(100 * ours - reported_pct), 1) <= points
+
+
+def held(row: dict, what: str) -> int | None:
+    """steps_to_{what}_held of a results row ("grok" or "memorise"); for a summary written before the held
+    measure existed (no first crossing recorded either), its stays-above measure."""
+    value = row.get(f"steps_to_{what}_held")
+    if value is None and row.get(f"steps_to_{what}_first") is None:
+        return row.get(f"steps_to_{what}")
+    return value
+
+
+def runs_of(rows: Sequence[dict], experiment: str) -> list[dict]:
+    return [r for r in rows if r["experiment"] == experiment]
+
+
+def status_note(runs: Sequence[dict]) -> str:
+    unfinished = [r for r in runs if r["status"] != "done"]
+    if not unfinished:
+        return ""
+    return ("\n\n" + f"{len(unfinished)} run(s) not finished: "
+            + ", ".join(f"{r['run_id']} ({r['status']}" + (f": {r['failure']}" if r["failure"] else "") + ")"
+                        for r in unfinished))
+
+
+def schedule_line(runs: Sequence[dict], why_decay: str = "") -> str:
+    """The learning-rate schedule the runs trained with, in one sentence."""
+    if not runs:
+        return "Learning rate: no runs yet."
+    kinds = sorted({(r["learning_rate"], r["lr_decay_steps"], r["min_lr"], r["max_steps"]) for r in runs},
+                   key=str)
+    parts = []
+    for lr, decay, min_lr, budget in kinds:
+        if not decay:
+            parts.append(f"constant at {lr:g} (no decay: `--lr_decay_steps 0`)")
+            continue
+        end = lr / 10 if min_lr is None else min_lr
+        to = "the step budget" if decay == budget else f"the budget being {budget:,}"
+        why = f", {why_decay}" if why_decay else ""
+        parts.append(f"nanoGPT's cosine decay from {lr:g} to {end:g} at step {decay:,} ({to}){why}; "
+                     "`--lr_decay_steps 0` keeps it constant")
+    return "Learning rate: " + "; ".join(parts) + "."
+
+
+def quick_banner(trained: int, budget: int) -> str:
+    return (f"**A pipeline check, not comparable with the report.** These runs trained {trained:,} of the study's "
+            f"{budget:,} steps (`--quick` trains {QUICK_DIVISOR}× fewer): the tables show that every stage runs end "
+            "to end, not what the study finds; the distances from the report are left out.")
