@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import importlib
 
-from groklab.training import loop as train_mod
+from groklab.training import evaluation as evaluation_mod
 from groklab.cli import main
 from groklab.training.interrupts import Interrupted
 from groklab.store.rundir import saved_step
@@ -63,7 +63,7 @@ def _signal_on_call(monkeypatch, owner, name: str, calls: int, signum: int) -> l
 
 
 PLACES = {  # where a signal lands: (object, attribute) whose call sends it
-    "evaluation": (train_mod, "evaluate"),
+    "evaluation": (evaluation_mod, "evaluate"),
     "optimizer step, between two parameter groups": (importlib.import_module("torch.optim.adam"), "adam"),
     "checkpoint write": (RunFolder, "checkpoint"),
 }
@@ -175,7 +175,7 @@ learning_rate = [0.003, 0.01]
 def test_ctrl_c_in_a_sweep_marks_nothing_failed_and_the_same_command_resumes_it(tmp_path, monkeypatch, reliability):
     spec = parse_spec(SPEC, "tiny.toml", tmp_path)
     run_sweep(spec, tmp_path / "ref", echo=lambda _: None, concurrent_groups=1)
-    _signal_on_call(monkeypatch, train_mod, "evaluate", 7, signal.SIGINT)
+    _signal_on_call(monkeypatch, evaluation_mod, "evaluate", 7, signal.SIGINT)
     with pytest.raises(Interrupted) as err:
         run_sweep(spec, tmp_path / "cut", echo=lambda _: None, concurrent_groups=1)
     monkeypatch.undo()

@@ -245,8 +245,8 @@ def test_heatmap_cells_mark_never_grokked_partial_failed_and_missing():
     assert never == {"value": None, "text": "never\n(> 5,000)", "kind": "never"}
     assert rep.heatmap_cell([_run("failed")])["text"] == "failed"
     assert rep.heatmap_cell([_run(grok=None), _run("failed")])["text"] == "never\n(> 40)\n1 failed"
-    assert rep.heatmap_cell([_run("pending")]) == {"value": None, "text": "not trained", "kind": "untrained"}
-    assert rep.heatmap_cell([_run(grok=50), _run("partial")])["text"] == "50\n1/2 grokked\n1 not trained"
+    assert rep.heatmap_cell([_run("pending")]) == {"value": None, "text": "not finished", "kind": "untrained"}
+    assert rep.heatmap_cell([_run(grok=50), _run("partial")])["text"] == "50\n1/2 grokked\n1 not finished"
     assert rep.heatmap_cell([])["kind"] == "missing"
     # which axes make the heatmap
     runs = [_run(seed=s, wd=w, frac=f) for s in (1, 2) for w in (0.1, 1) for f in (0.3, 0.5)]

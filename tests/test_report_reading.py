@@ -82,12 +82,12 @@ def test_cells_and_curves_of_unfinished_runs_say_so(half):
     text = (out / rep.REPORT_MD).read_text()
     part = section(text, "half")
     # every cell has seed 1 done (not grokked in 40 steps) and seed 2 not trained: never, and it says so
-    assert ("Cells: 4 never grokked (grey, hatched), 0 where only some seeds grokked (dashed outline), 0 not trained "
-            "(white, dotted outline), 0 failed (red, crossed), 4 with some seeds not trained yet") in part
+    assert ("Cells: 4 never grokked (grey, hatched), 0 where only some seeds grokked (dashed outline), 0 not finished "
+            "(white, dotted outline), 0 failed (red, crossed), 4 with some seeds not finished") in part
     runs = rep._load(out)[2]
     cell = rep.heatmap_cell([r for r in runs if r.params.get("weight_decay") == 0.1
                              and r.params.get("train_fraction") == 0.6])
-    assert cell == {"value": None, "text": "never\n(> 40)\n1 not trained", "kind": "never", "incomplete": True}
+    assert cell == {"value": None, "text": "never\n(> 40)\n1 not finished", "kind": "never", "incomplete": True}
     # the band of that setting and its seed's own curves name the run that stopped, and where (its last
     # evaluation, step 10; the checkpoint is at 15)
     assert "· 1 of 2 unfinished (stopped at step 10)." in part

@@ -128,14 +128,14 @@ def test_checkpoint_files_are_safetensors_with_format(tmp_path):
 def test_early_stop_once_grokked_for_k_evaluations(tmp_path, monkeypatch):
     """A run whose val accuracy is >= threshold stops after exactly k evaluations (evaluation is stubbed
     to report perfect accuracy; the loop, checkpoint and summary are real)."""
-    import groklab.training.loop as train_mod
+    import groklab.training.evaluation as evaluation_mod
 
-    real = train_mod.evaluate
+    real = evaluation_mod.evaluate
     def perfect(model, split):  # loss as is, exact match and per-token accuracy 1
         loss, _, _ = real(model, split)
         return loss, torch.ones(1), torch.ones(1)
 
-    monkeypatch.setattr(train_mod, "evaluate", perfect)
+    monkeypatch.setattr(evaluation_mod, "evaluate", perfect)
     cfg = tiny_config(tmp_path / "run", max_steps=1000, early_stop_evals=3)
     [summary] = train_runs([cfg], log=_quiet)
     assert [r["step"] for r in _metrics(tmp_path / "run")] == eval_steps(1000, 3)[:3]

@@ -12,9 +12,10 @@ import difflib
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence, get_args, get_type_hints
+from typing import Any, Literal, get_args, get_type_hints
 
 from groklab.fields import ROLES, ConfigError, at_most, checked, doc, finite, require  # noqa: F401 (ROLES, ConfigError: public)
+from groklab.fields import flag_spellings, flag_words, negated_flag  # noqa: F401 (public here since the start)
 
 
 TokenizerKind = Literal["char", "number", "hybrid"]
@@ -402,30 +403,6 @@ def _field_table() -> dict[str, tuple[str, str, Any]]:
             for name in (f.name, *f.metadata.get("aliases", ())):
                 table[name] = (section, f.name, hints[f.name])
     return table
-
-
-def flag_spellings(name: str, aliases: Sequence[str] = ()) -> list[str]:
-    """Every flag that sets field `name`: `--n_layer`, `--n-layer`, then its aliases both ways. The first is
-    the one groklab writes (help, reports' commands); cli_args accepts them all."""
-    out: list[str] = []
-    for n in (name, *aliases):
-        for spelling in (n, n.replace("_", "-")):
-            if f"--{spelling}" not in out:
-                out.append(f"--{spelling}")
-    return out
-
-
-def negated_flag(name: str) -> str:
-    """The flag that turns a boolean field off: `--no_plot` (`--no-plot` works too)."""
-    return f"--no_{name}"
-
-
-def flag_words(name: str, value: Any) -> list[str]:
-    """The command-line words that set config field `name` to `value`, spelled as cli_args reads them:
-    `--n_layer 2`, `--compile`, `--no_plot`."""
-    if isinstance(value, bool):
-        return [flag_spellings(name)[0] if value else negated_flag(name)]
-    return [flag_spellings(name)[0], str(value)]
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """The vocabulary of config fields, shared by every section: field metadata (help, aliases, role), the
 validation helpers whose messages name the field, and the type check of a value given by name (a flag, a
-sweep spec's entry)."""
+sweep spec's entry), and the flags that spell a field."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Sequence, get_args, get_origin
 
 from groklab.errors import GroklabError
 
@@ -69,3 +69,27 @@ def checked(name: str, tp: Any, value: Any) -> Any:
     want = " or ".join("one of " + ", ".join(map(repr, get_args(a))) if get_origin(a) is Literal
                        else getattr(a, "__name__", str(a)) for a in allowed if a is not type(None))
     raise ConfigError(f"{name}: expected {want}, got {value!r}")
+
+
+def flag_spellings(name: str, aliases: Sequence[str] = ()) -> list[str]:
+    """Every flag that sets field `name`: `--n_layer`, `--n-layer`, then its aliases both ways. The first is
+    the one groklab writes (help, reports' commands); cli_args accepts them all."""
+    out: list[str] = []
+    for n in (name, *aliases):
+        for spelling in (n, n.replace("_", "-")):
+            if f"--{spelling}" not in out:
+                out.append(f"--{spelling}")
+    return out
+
+
+def negated_flag(name: str) -> str:
+    """The flag that turns a boolean field off: `--no_plot` (`--no-plot` works too)."""
+    return f"--no_{name}"
+
+
+def flag_words(name: str, value: Any) -> list[str]:
+    """The command-line words that set config field `name` to `value`, spelled as cli_args reads them:
+    `--n_layer 2`, `--compile`, `--no_plot`."""
+    if isinstance(value, bool):
+        return [flag_spellings(name)[0] if value else negated_flag(name)]
+    return [flag_spellings(name)[0], str(value)]

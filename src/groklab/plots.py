@@ -267,8 +267,8 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
 # how a heatmap cell without a colour looks, and what its legend entry says (kind -> face, hatch, edge, line)
 CELL_STYLES = {
     "never": ("0.86", "///", "0.55", "-", "never grokked within the step budget"),
-    "untrained": ("white", "", "0.45", ":", "not trained yet (a dotted outline: some of its seeds)"),
-    "missing": ("white", "", "0.45", ":", "not trained yet (a dotted outline: some of its seeds)"),
+    "untrained": ("white", "", "0.45", ":", "not finished: pending or stopped part-way (dotted outline on a coloured cell: some seeds)"),
+    "missing": ("white", "", "0.45", ":", "not finished: pending or stopped part-way (dotted outline on a coloured cell: some seeds)"),
     "failed": ("#f6d5d0", "xx", "#b0463a", "-", "failed (non-finite)"),
 }
 PARTIAL_LABEL = "not every seed grokked (k/n in the cell)"
@@ -294,7 +294,7 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
                  xname: str, yname: str, path: str | Path | None, title: str, dpi: int = DPI) -> Path | bytes:
     """A phase diagram: steps-to-grok of each (y, x) cell on a log colour scale. A cell is a dict with
     `value` (steps, or None), `text` (what to print in it) and `kind`: a cell with no value is drawn by its
-    kind (never grokked: grey, hatched; not trained: white, dotted; failed: red, crossed), a "partial" cell
+    kind (never grokked: grey, hatched; not finished: white, dotted; failed: red, crossed), a "partial" cell
     (not every seed grokked) gets a dashed outline; a legend below names each look the figure uses."""
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
@@ -333,7 +333,7 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
                 color = "white" if shade < 0.6 else "black"  # viridis: dark at the low end
             # outlines black over white, so that they show on dark and on light cells alike
             for inset, line, wanted in ((0.44, "--", kind == "partial"), (0.48, ":", bool(cell.get("incomplete")))):
-                if wanted:  # not every seed grokked; some of its seeds are not trained yet
+                if wanted:  # not every seed grokked; some of its seeds are not finished
                     for edge, width, style in (("white", 3.2, "-"), ("black", 2, line)):
                         ax.add_patch(Rectangle((x - inset, y - inset), 2 * inset, 2 * inset, fill=False,
                                                edgecolor=edge, linestyle=style, linewidth=width))

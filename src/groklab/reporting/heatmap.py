@@ -1,7 +1,7 @@
 """A sweep's steps-to-grok heatmap (the phase diagram of the grokking literature): which axes it spans, and
 what each cell says. A cell of several seeds shows their median with a seed that never grokked counted as
 +∞, so a cell where half the seeds never grokked cannot read as a step count; such a cell, and any where
-not every seed grokked, is drawn apart and says "k/n grokked". Never grokked, not trained and failed are
+not every seed grokked, is drawn apart and says "k/n grokked". Never grokked, not finished and failed are
 three different looks, named in the figure's legend."""
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ SEED_AXIS = "seed"
 def heatmap_cell(runs: Sequence[Run]) -> dict[str, Any]:
     """One cell: `value` (steps, for the colour; None where there is none to show), `text` (what it says) and
     `kind` (grokked: every seed grokked; partial: some did; never; untrained; failed; missing); `incomplete`
-    where some of its runs are not trained yet (the cell's text says how many)."""
+    where some of its runs are not finished (pending, or stopped part-way: the cell's text says how many)."""
     if not runs:
         return {"value": None, "text": "no run", "kind": "missing"}
     done = [r for r in runs if r.status == "done"]
     failed = sum(r.status == "failed" for r in runs)
     untrained = sum(r.unfinished for r in runs)
-    notes = ([f"{failed} failed"] if failed else []) + ([f"{untrained} not trained"] if untrained and done else [])
+    notes = ([f"{failed} failed"] if failed else []) + ([f"{untrained} not finished"] if untrained and done else [])
     if not done:
-        text = "failed" if failed == len(runs) else "not trained" if not failed else f"{failed} failed\nrest not trained"
+        text = "failed" if failed == len(runs) else "not finished" if not failed else f"{failed} failed\nrest not finished"
         return {"value": None, "text": text, "kind": "failed" if failed == len(runs) else "untrained"}
     grokked = [r.row["steps_to_grok"] for r in done if r.row["steps_to_grok"] is not None]
     budget = max(r.row["max_steps"] for r in done)
@@ -82,9 +82,9 @@ def heatmaps(exp: dict, runs: list[Run], figure: Callable[..., Figure]) -> list[
             + ("Each cell: the median over its seeds, a seed that never grokked counted as +∞ (where half or more "
                "never grokked, the cell says \"median > budget\"), and how many grokked. " if seeds else "")
             + f"Cells: {kinds.count('never')} never grokked (grey, hatched), {kinds.count('partial')} where only "
-            f"some seeds grokked (dashed outline), {kinds.count('untrained') + kinds.count('missing')} not trained "
+            f"some seeds grokked (dashed outline), {kinds.count('untrained') + kinds.count('missing')} not finished "
             f"(white, dotted outline), {kinds.count('failed')} failed (red, crossed)"
-            + (f", {incomplete} with some seeds not trained yet (dotted outline, and the cell says how many)"
+            + (f", {incomplete} with some seeds not finished (dotted outline, and the cell says how many)"
                if (incomplete := sum(bool(c.get('incomplete')) for row in cells for c in row)) else "")
             + "; the legend says the same.",
             f"heatmap of steps to grok over {y_axis} and {x_axis}"))
