@@ -23,6 +23,24 @@ json_values = st.recursive(  # any JSON value, for fuzzed manifests and vocabula
 )
 
 
+# a sweep spec's [base] of tiny runs (+ mod 7, 1 layer, d 16, 12 steps): append the rest of the spec to it
+TINY_SPEC_BASE = """[base]
+op = "+"
+p = 7
+n_layer = 1
+n_head = 2
+n_embd = 16
+max_steps = 12
+batch_size = 8
+plot = false
+"""
+
+
+def tiny_spec(name: str, rest: str) -> str:
+    """A sweep spec named `name`: TINY_SPEC_BASE, then `rest` (more [base] keys, then the grid or experiments)."""
+    return f'name = "{name}"\n' + TINY_SPEC_BASE + rest
+
+
 def tiny_config(out_dir, **changes) -> RunConfig:
     cfg = RunConfig(
         data=DataConfig(operators="+", prime=7, tokenizer="char", train_fraction=0.6, val_fraction=0.2),

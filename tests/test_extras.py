@@ -7,21 +7,12 @@ import pytest
 from groklab.analysis import results
 from groklab.cli import main
 from groklab.errors import GroklabError
+from helpers import tiny_spec
 
-SPEC = """name = "tb"
-[base]
-op = "+"
-p = 7
-n_layer = 1
-n_head = 2
-n_embd = 16
-max_steps = 12
-batch_size = 8
-plot = false
-tensorboard = true
+SPEC = tiny_spec("tb", """tensorboard = true
 [grid]
 seed = [1, 2]
-"""
+""")
 
 
 @pytest.fixture

@@ -21,21 +21,11 @@ from groklab.experiments.spec import parse_spec
 from groklab.experiments.sweep import run_sweep
 from groklab.store import sweepdir
 from groklab.training.loop import train_runs
-from helpers import tiny_config
+from helpers import tiny_config, tiny_spec
 
-SPEC = """name = "tiny"
-[base]
-op = "+"
-p = 7
-n_layer = 1
-n_head = 2
-n_embd = 16
-max_steps = 12
-batch_size = 8
-eval_points_per_decade = 3
+SPEC = tiny_spec("tiny", """eval_points_per_decade = 3
 train_fraction = 0.6
 val_fraction = 0.2
-plot = false
 device = "cpu"
 [[experiment]]
 name = "seeds"
@@ -45,7 +35,7 @@ seed = [1, 2]
 name = "wd"
 [experiment.grid]
 weight_decay = [0.0, 1.0]
-"""
+""")
 RUN_COLUMNS = {"run_id", "experiment", "status", *flat_fields(RunConfig()), *sweepdir.SUMMARY_KEYS,
                *(f"final_{k}" for k in sweepdir.FINAL_KEYS), "failure", "failed_step", "last_step", "run_dir"}
 

@@ -51,21 +51,27 @@ def test_greedy_is_argmax_and_context_is_cropped():
     assert out[8] == first and len(out) == 13
 
 
+def _reader(answers: list[str]):
+    """input() for interactive: these answers, then Ctrl-D (EOFError)."""
+    it = iter(answers)
+
+    def read(_prompt):
+        try:
+            return next(it)
+        except StopIteration:
+            raise EOFError from None
+
+    return read
+
+
 def test_interactive_loop_survives_bad_prompt():
     from groklab.analysis.sample import LoadedRun
     from groklab.data.tokenizer import CharTokenizer
 
     tok = CharTokenizer("0123456789")
     run = LoadedRun(run_dir="x", cfg=None, tokenizer=tok, model=_model(), step=0)
-    inputs = iter(["12", "1a", "3"])
+    read = _reader(["12", "1a", "3"])
     lines: list[str] = []
-
-    def read(_prompt):
-        try:
-            return next(inputs)
-        except StopIteration:
-            raise EOFError
-
     interactive(run, 2, 0.0, None, None, read=read, write=lines.append)
     assert any("error" in line and "'a'" in line for line in lines)
     assert sum(1 for line in lines if line.startswith("12")) == 1 and any(line.startswith("3") for line in lines)
@@ -93,15 +99,8 @@ def test_interactive_stops_at_the_end_of_the_line_and_prints_no_empty_lines():
 
     tok = CharTokenizer("0123456789+=\n")
     run = LoadedRun(run_dir="x", cfg=None, tokenizer=tok, model=_NewlineModel(tok), step=0)
-    inputs = iter(["1+2=", "4+4="])
+    read = _reader(["1+2=", "4+4="])
     lines: list[str] = []
-
-    def read(_prompt):
-        try:
-            return next(inputs)
-        except StopIteration:
-            raise EOFError
-
     interactive(run, 8, 0.0, None, None, read=read, write=lines.append)
     assert lines[1:] == ["1+2=3", "4+4=3", ""]  # the last: Ctrl-D ends the prompt's line, as a shell expects
 

@@ -10,26 +10,16 @@ import pytest
 
 from groklab.cli import main
 from groklab.training.loop import train_runs
-from helpers import stop_after, tiny_config
+from helpers import stop_after, tiny_config, tiny_spec
 
 wandb = pytest.importorskip("wandb")
 
-SPEC = """name = "wb-sweep"
-[base]
-op = "+"
-p = 7
-n_layer = 1
-n_head = 2
-n_embd = 16
-max_steps = 12
-batch_size = 8
-eval_points_per_decade = 3
+SPEC = tiny_spec("wb-sweep", """eval_points_per_decade = 3
 train_fraction = 0.6
 val_fraction = 0.2
-plot = false
 [grid]
 seed = [1, 2, 3]
-"""
+""")
 
 
 def _offline_env(monkeypatch, tmp_path):

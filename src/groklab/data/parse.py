@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
@@ -190,18 +190,26 @@ def load_dataset_dir(
     return splits, manifest
 
 
-def read_manifest(path: Path) -> dict:
+def read_json_manifest(path: Path, valid: Callable[[dict], bool], what: str) -> dict:
+    """A manifest file read strictly: unreadable JSON, or `valid` false (or failing on a missing key or a
+    wrong type), is one DataError saying it is not `what`."""
     try:
         m = parse_json(path.read_text(encoding="utf-8"))
-        ok = m["format"] == MANIFEST_FORMAT and _is_int(m["p"]) and m["p"] >= 2 and isinstance(m["sha256"], dict)
-        ok = ok and all(o["symbol"] in OPERATIONS for o in m["ops"])
+        ok = valid(m)
     except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested too deeply
         raise DataError(f"{path}: not a readable JSON manifest ({e})") from None
     except (KeyError, TypeError):
         ok = False
     if not ok:
-        raise DataError(f"{path}: not a groklab dataset manifest ({MANIFEST_FORMAT}) with valid p, ops and sha256")
+        raise DataError(f"{path}: not {what}")
     return m
+
+
+def read_manifest(path: Path) -> dict:
+    return read_json_manifest(
+        path, lambda m: (m["format"] == MANIFEST_FORMAT and _is_int(m["p"]) and m["p"] >= 2
+                         and isinstance(m["sha256"], dict) and all(o["symbol"] in OPERATIONS for o in m["ops"])),
+        f"a groklab dataset manifest ({MANIFEST_FORMAT}) with valid p, ops and sha256")
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import groklab
 from groklab.data.equations import MANIFEST_FILE, MAX_TEXT_BYTES, TEXT_FILE
-from groklab.data.parse import read_text_file
+from groklab.data.parse import read_json_manifest, read_text_file
 from groklab.errors import DataError
 from groklab.files import atomic_write, parse_json
 
@@ -54,17 +54,10 @@ def write_text_dataset(text: str, out_dir: str | os.PathLike[str]) -> dict:
 
 
 def read_manifest(path: Path) -> dict:
-    try:
-        m = parse_json(path.read_text(encoding="utf-8"))
-        ok = (m["format"] == TEXT_MANIFEST_FORMAT and isinstance(m["sha256"], dict)
-              and isinstance(m["sha256"].get(TEXT_FILE), str))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise DataError(f"{path}: not a readable JSON manifest ({e})") from None
-    except (KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise DataError(f"{path}: not a groklab text manifest ({TEXT_MANIFEST_FORMAT}) with the sha256 of {TEXT_FILE}")
-    return m
+    return read_json_manifest(
+        path, lambda m: (m["format"] == TEXT_MANIFEST_FORMAT and isinstance(m["sha256"], dict)
+                         and isinstance(m["sha256"].get(TEXT_FILE), str)),
+        f"a groklab text manifest ({TEXT_MANIFEST_FORMAT}) with the sha256 of {TEXT_FILE}")
 
 
 def _manifest_format(path: Path) -> object:
