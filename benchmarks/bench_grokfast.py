@@ -24,7 +24,7 @@ from pathlib import Path
 from common import machine, summary
 
 from groklab.metrics import steps_to_stay_above
-from groklab.analysis.results import collect
+from groklab.store.sweepdir import collect
 from groklab.experiments.sweep import run_sweep
 from groklab.experiments.spec import load_spec, parse_spec
 from groklab.training.loop import resolve_device

@@ -33,6 +33,7 @@ n_embd = 16
 max_steps = 12
 batch_size = 8
 plot = false
+device = "cpu"
 """
 
 
@@ -47,7 +48,7 @@ def tiny_config(out_dir, **changes) -> RunConfig:
         model=ModelConfig(n_layer=1, n_head=2, n_embd=16),
         optim=OptimConfig(learning_rate=3e-3, weight_decay=0.1),
         train=TrainConfig(out_dir=str(out_dir), max_steps=12, batch_size=8, eval_points_per_decade=3,
-                          checkpoint_interval=5, progress=False, plot=False),
+                          checkpoint_interval=5, progress=False, plot=False, device="cpu"),
     )
     return cfg.replace(**changes) if changes else cfg
 

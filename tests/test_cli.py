@@ -20,7 +20,7 @@ from groklab.config import field_info
 from helpers import FAST, assert_clean_error, hide, is_usage_error, run_cli
 
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--batch_size", "8", "--eval_points_per_decade", "2",
-        "--no-progress", "--no-plot"]
+        "--no-progress", "--no-plot", "--device", "cpu"]  # CPU tests, on any machine
 
 
 def _err(capsys, argv):

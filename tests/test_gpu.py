@@ -12,7 +12,8 @@ from groklab.engine.hyper import Hyper
 from groklab.data.examples import Examples, stack
 from groklab.model.gpt import GPT
 from groklab.training.loop import train_runs
-from tests.helpers import same_tensors, tiny_config
+from groklab.training.interrupts import Interrupted
+from tests.helpers import same_tensors, stop_after, tiny_config
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=6)
@@ -74,11 +75,16 @@ def test_gpu_step_matches_cpu_step():
 
 
 @cuda
-def test_training_on_gpu_records_the_graph_path_and_resumes(tmp_path):
+def test_training_on_gpu_records_the_graph_path_and_resumes(tmp_path, monkeypatch):
+    """12 steps straight, and 4 steps, a stop, then the same command (a resume may change nothing that
+    defines the run: issue 15): the same weights to float rounding."""
     train_runs([tiny_config(tmp_path / "a", device="cuda", max_steps=12)], log=lambda _: None)
     assert json.loads((tmp_path / "a/meta.json").read_text())["engine"] == "cuda-graph"
-    train_runs([tiny_config(tmp_path / "b", device="cuda", max_steps=5)], log=lambda _: None)
-    train_runs([tiny_config(tmp_path / "b", device="cuda", resume=True)], log=lambda _: None)
+    stop = stop_after(monkeypatch, 4)
+    with pytest.raises(Interrupted, match="at step 4"):
+        train_runs([tiny_config(tmp_path / "b", device="cuda", max_steps=12)], log=lambda _: None, stop=stop)
+    monkeypatch.undo()
+    train_runs([tiny_config(tmp_path / "b", device="cuda", max_steps=12)], log=lambda _: None)
     from safetensors.torch import load_file
 
     a, b = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")

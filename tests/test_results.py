@@ -26,7 +26,6 @@ from helpers import tiny_config, tiny_spec
 SPEC = tiny_spec("tiny", """eval_points_per_decade = 3
 train_fraction = 0.6
 val_fraction = 0.2
-device = "cpu"
 [[experiment]]
 name = "seeds"
 [experiment.grid]
@@ -166,7 +165,7 @@ def test_without_pyarrow_a_fresh_store_is_refused_naming_the_extra(sweep, monkey
 
 
 def test_collect_reads_a_single_run_folder(tmp_path):
-    cfg = tiny_config(tmp_path / "run", seed=3)
+    cfg = tiny_config(tmp_path / "run", seed=3, device="auto")
     train_runs([cfg], log=lambda _: None)
     (row,), evals = sweepdir.collect(tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -174,7 +173,7 @@ def test_collect_reads_a_single_run_folder(tmp_path):
     assert (row["run_id"], row["experiment"], row["status"]) == ("run", "run", "done")
     config = {k: v for k, v in flat_fields(cfg).items() if k != "device"}
     assert {k: row[k] for k in config} == config  # the config, flat; but "device" is also a summary key, and
-    assert row["device"] == summary["device"] == "cpu" != cfg.train.device  # the summary's (where it ran) wins
+    assert row["device"] == summary["device"] in ("cpu", "cuda") and cfg.train.device == "auto"  # where it ran wins
     assert all(row[k] == summary.get(k) for k in sweepdir.SUMMARY_KEYS)
     assert all(row[f"final_{k}"] == summary["final"].get(k) for k in sweepdir.FINAL_KEYS)
     assert (row["failure"], row["failed_step"], row["last_step"], row["run_dir"]) == (None, None, 12,

@@ -30,7 +30,7 @@ from helpers import assert_clean_error, hide, run_cli, same_tensors, stop_after,
 QUIET = {"log": lambda _: None}
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--batch_size", "8", "--max_steps", "12",
         "--eval_points_per_decade", "3", "--checkpoint_interval", "5", "--train_fraction", "0.6",
-        "--val_fraction", "0.2", "--no_plot", "--no_progress"]
+        "--val_fraction", "0.2", "--no_plot", "--no_progress", "--device", "cpu"]  # CPU tests, on any machine
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
