@@ -149,3 +149,18 @@ def test_an_unknown_study_is_one_line():
 
     with pytest.raises(GroklabError, match="no study 'seed-999'; choose one of: seed-000, seed-003, nanda"):
         study_spec("seed-999")
+
+
+def test_settings_other_than_the_studys_are_said_above_the_tables():
+    """`reproduce seed-000 --precision tf32` (or --tokenizer number): the tables say so; the budget and its
+    schedule are said by their own lines, and a study trained as it is says nothing."""
+    from groklab.config import flat_fields
+    from groklab.reporting.table_cells import settings_line
+
+    spec = study_spec("seed-000")
+    rows = [{"run_id": p.run_id, **flat_fields(p.config)} for p in spec.expand(echo=lambda _: None)]
+    assert settings_line(rows, spec) == ""
+    rows[0] = {**rows[0], "precision": "tf32", "max_steps": 2000, "device": "cuda:0"}  # budget, "how": not listed
+    rows[1] = {**rows[1], "precision": "bf16", "tokenizer": "number"}
+    assert settings_line(rows, spec) == ("Trained with settings other than the study's own: precision = bf16 / tf32 "
+                                         "(the study: fp32); tokenizer = number (the study: char).")

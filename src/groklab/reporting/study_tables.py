@@ -17,7 +17,7 @@ from groklab.files import atomic_write
 from groklab.reporting import nanda
 from groklab.reporting.seed003_tables import seed003_tables
 from groklab.reporting.table_cells import (WITHIN_POINTS, gap, held, quick_banner, runs_of, schedule_line,
-                                           status_note, within)
+                                           settings_line, status_note, within)
 from groklab.store.sweepdir import TABLES_FILE, collect
 from groklab.tables import MISSING, md_table, mean_std, num, pct, steps
 
@@ -187,6 +187,8 @@ def tables_text(study: str, folder: Path) -> str:
     body = nanda.tables(folder) if study == "nanda" else STUDY_TABLES[study](rows, quick)
     if quick:
         body = quick_banner(trained, budget) + "\n\n" + body
+    if settings := settings_line(rows, spec):
+        body = settings + "\n\n" + body
     return f"# {spec.description}\n\nSweep folder: `{folder}`\n\n{body}\n"
 
 

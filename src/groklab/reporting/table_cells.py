@@ -1,11 +1,13 @@
 """The pieces every study table shares: a cell's distance from the report, the held measures (with a fallback
-for summaries written before them), the learning-rate schedule in words, the notes on unfinished runs and on
-`--quick`."""
+for summaries written before them), the learning-rate schedule in words, the settings trained with other than
+the study's own, the notes on unfinished runs and on `--quick`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from groklab.config import field_roles, flat_fields
+from groklab.experiments.spec import SweepSpec
 from groklab.experiments.study import QUICK_DIVISOR
 from groklab.tables import MISSING
 
@@ -65,6 +67,31 @@ def schedule_line(runs: Sequence[dict], why_decay: str = "") -> str:
         parts.append(f"nanoGPT's cosine decay from {lr:g} to {end:g} at step {decay:,} ({to}){why}; "
                      "`--lr_decay_steps 0` keeps it constant")
     return "Learning rate: " + "; ".join(parts) + "."
+
+
+# the budget and its schedule: said by schedule_line and the --quick banner, so not listed again
+BUDGET_KEYS = ("max_steps", "lr_decay_steps", "checkpoint_interval", "eval_points_per_decade", "eval_interval")
+
+
+def settings_line(rows: Sequence[dict], spec: SweepSpec) -> str:
+    """The settings that change the numbers (role "is") the runs trained with other than the study's own
+    (`reproduce seed-000 --precision tf32`, `--tokenizer number`), in one sentence; "" where there are none."""
+    planned = {p.run_id: flat_fields(p.config) for p in spec.expand(echo=lambda _: None)}
+    role = field_roles()
+    changed: dict[str, tuple[set, set]] = {}
+    for r in rows:
+        own = planned.get(r["run_id"])
+        for k, v in (own or {}).items():
+            if role[k] == "is" and k not in BUDGET_KEYS and k in r and r[k] != v:
+                ours, theirs = changed.setdefault(k, (set(), set()))
+                ours.add(r[k])
+                theirs.add(v)
+    if not changed:
+        return ""
+    words = lambda values: " / ".join(sorted(map(str, values)))  # noqa: E731
+    return ("Trained with settings other than the study's own: "
+            + "; ".join(f"{k} = {words(ours)} (the study: {words(theirs)})" for k, (ours, theirs) in changed.items())
+            + ".")
 
 
 def quick_banner(trained: int, budget: int) -> str:
