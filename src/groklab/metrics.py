@@ -68,6 +68,15 @@ def steps_to_hold(steps: Sequence[int], values: Sequence[float], threshold: floa
     return None if dip is not None else start
 
 
+def held_measure(row: dict, what: str) -> int | None:
+    """steps_to_{what}_held of a summary or results row ("grok" or "memorise"); for one written before the
+    held measure existed (no first crossing recorded either), its stays-above measure."""
+    value = row.get(f"steps_to_{what}_held")
+    if value is None and row.get(f"steps_to_{what}_first") is None:
+        return row.get(f"steps_to_{what}")
+    return value
+
+
 def _delay(memorised: int | None, grokked: int | None) -> tuple[int | None, float | None]:
     if memorised is None or grokked is None:
         return None, None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from groklab.config import SECTION_CLASSES, RunConfig, flag_words
+from groklab.metrics import held_measure
 from groklab.store import rundir, sweepdir
 
 METRIC_KEYS = ("step", "elapsed_s", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
@@ -48,7 +49,8 @@ class Run:
     def marks(self) -> dict[str, int | None]:
         """The steps marked on its curves; a failed run's failure, an unfinished run's last evaluation too; a
         text run has no "grokked"."""
-        marks = {"memorised": self.row["steps_to_memorise"], "grokked": self.row["steps_to_grok"]}
+        # the held measures, which one dip does not move (groklab.metrics), where the eye sees the jump
+        marks = {"memorised": held_measure(self.row, "memorise"), "grokked": held_measure(self.row, "grok")}
         if self.is_text:
             del marks["grokked"]
         if self.status == "failed":

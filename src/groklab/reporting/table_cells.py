@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from groklab.config import field_roles, flat_fields
 from groklab.experiments.spec import SweepSpec
 from groklab.experiments.study import QUICK_DIVISOR
+from groklab.metrics import held_measure as held  # noqa: F401 (the tables' name for it)
 from groklab.tables import MISSING
 
 WITHIN_POINTS = 2.0  # "within 2 points of the report": the summary lines' tolerance, in percentage points
@@ -26,15 +27,6 @@ def gap(ours: float | None, reported_pct: float | None, quick: bool = False) -> 
 def within(ours: float | None, reported_pct: float, points: float = WITHIN_POINTS) -> bool:
     # rounded as printed: a cell shown as "−2.0 pt" counts as within 2 points
     return ours is not None and round(abs(100 * ours - reported_pct), 1) <= points
-
-
-def held(row: dict, what: str) -> int | None:
-    """steps_to_{what}_held of a results row ("grok" or "memorise"); for a summary written before the held
-    measure existed (no first crossing recorded either), its stays-above measure."""
-    value = row.get(f"steps_to_{what}_held")
-    if value is None and row.get(f"steps_to_{what}_first") is None:
-        return row.get(f"steps_to_{what}")
-    return value
 
 
 def runs_of(rows: Sequence[dict], experiment: str) -> list[dict]:
