@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("analysis", ("analysis",), "results as DataFrames, progress measures, phases, sampling"),
     ("reporting", ("reporting",), "reports and study tables"),
     ("interface", ("cli", "cli_args", "cli_options", "cli_commands", "workflows", "train", "sample", "results",
-                   "__main__"),
+                   "export", "ops", "__main__"),
      "the command line, the workflows it runs, and the README's Python API (thin re-exports)"),
 )
 
