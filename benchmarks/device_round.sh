@@ -7,15 +7,8 @@
 #   2. one run's step against nanoGPT's eager loop, per precision, default graph path (benchmarks/bench_step.py)
 #   3. Nanda et al.'s study (`groklab reproduce nanda`)
 #   4. groups of 512 runs per precision, graph path (benchmarks/bench_group.py)
-set -u
-OUT=${1:?usage: device_round.sh OUT [DEADLINE_S]}
-DEADLINE=${2:-560}
-R=/tmp/round
-mkdir -p "$OUT" "$R"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
-T0=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$R/timeline.txt"; }
-until_left() { local t=$(( DEADLINE - ($(date +%s) - T0) - $1 )); (( t < 5 )) && t=5; echo $t; }  # keep $1 s
+NAME=device_round.sh; DEFAULT_DEADLINE=560; R=/tmp/round
+source "$(dirname "$0")/round_common.sh"
 collect() {
     stamp "collecting"
     cp /tmp/prec/precision.md /tmp/prec/precision.json "$OUT/" 2>/dev/null

@@ -6,16 +6,9 @@
 #   2. one run, compiled, against nanoGPT's eager loop (tf32; the graph path beside it): bench_step.py
 #   3. a compiled start with a cold and then a warm compile cache: `groklab run --compile` twice
 #   4. groups of 512, compiled, tf32 and bf16: bench_group.py
-set -u
-OUT=${1:?usage: device_round2.sh OUT [DEADLINE_S]}
-DEADLINE=${2:-570}
-R=/tmp/round2
-mkdir -p "$OUT" "$R"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+NAME=device_round2.sh; DEFAULT_DEADLINE=570; R=/tmp/round2
+source "$(dirname "$0")/round_common.sh"
 export XDG_CACHE_HOME=/tmp/round2-cache  # starts empty: the first compile is cold
-T0=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$R/timeline.txt"; }
-until_left() { local t=$(( DEADLINE - ($(date +%s) - T0) - $1 )); (( t < 5 )) && t=5; echo $t; }  # keep $1 s
 collect() { stamp "collecting"; tar czf "$OUT/round2.tar.gz" -C "$R" . 2>/dev/null; }
 trap collect EXIT
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv > "$R/gpu.txt" 2>&1
