@@ -208,10 +208,12 @@ class HybridTokenizer(Tokenizer):
     symbols: str
     _ids: dict[str, int] = field(init=False, repr=False, compare=False)
     _tokens: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _answer: NumberTokenizer = field(init=False, repr=False, compare=False)  # reads the answers' digit runs
     kind: ClassVar[str] = "hybrid"
 
     def __post_init__(self) -> None:
         number = NumberTokenizer(self.p, self.symbols)  # the same checks on p and the symbols
+        object.__setattr__(self, "_answer", number)  # built once: it holds p number strings
         object.__setattr__(self, "symbols", number.symbols)
         chars = DIGITS + number.symbols
         object.__setattr__(self, "_ids", {c: i for i, c in enumerate(chars)})
@@ -226,7 +228,6 @@ class HybridTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         out: list[int] = []
-        answer = NumberTokenizer(self.p, self.symbols)
         after_eq = False
         i = 0
         while i < len(text):
@@ -236,7 +237,7 @@ class HybridTokenizer(Tokenizer):
                 while j < len(text) and text[j] in DIGITS:
                     j += 1
                 try:
-                    [n] = answer.encode(text[i:j])
+                    [n] = self._answer.encode(text[i:j])
                 except TokenizerError as e:
                     raise TokenizerError(f"answer at position {i}: {e}") from None
                 out.append(len(self._ids) + n)

@@ -8,6 +8,7 @@ second writer can say who holds it. Readers (report, sample, evaluate, results.l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from groklab.errors import GroklabError
@@ -75,6 +76,18 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._fd = fd
+        return self
+
+    def acquire_checked(self, check: Callable[[Path], None]) -> "FolderLock":
+        """acquire(), with `check(folder)` (which raises to refuse it) run before the lock file is made, so that
+        a refused folder is left as it was, and again once held, for what another writer did meanwhile."""
+        check(self.folder)
+        self.acquire()
+        try:
+            check(self.folder)
+        except BaseException:
+            self.release()
+            raise
         return self
 
     def release(self) -> None:

@@ -58,13 +58,7 @@ class RunFolder:
         self.lock = FolderLock(self.path)
 
     def claim(self) -> "RunFolder":
-        refuse_foreign(self.path)  # before the lock file is made: a foreign folder is left as it was
-        self.lock.acquire()
-        try:
-            refuse_foreign(self.path)  # what another writer did before we got the lock
-        except BaseException:
-            self.lock.release()
-            raise
+        self.lock.acquire_checked(refuse_foreign)  # a foreign folder is left as it was
         return self
 
     def close(self) -> None:

@@ -117,13 +117,7 @@ class SweepFolder:
         self.lock = FolderLock(self.path)
 
     def claim(self) -> "SweepFolder":
-        refuse_foreign(self.path)
-        self.lock.acquire()
-        try:
-            refuse_foreign(self.path)
-        except BaseException:
-            self.lock.release()
-            raise
+        self.lock.acquire_checked(refuse_foreign)  # a foreign folder is left as it was
         return self
 
     def close(self) -> None:
