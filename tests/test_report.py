@@ -461,7 +461,7 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
 
 
 def test_seed000_division_table_points_to_the_number_tokenizer_only_when_characters_failed():
-    from groklab.workflows import _division_note
+    from groklab.reporting.study_tables import division_note as _division_note
 
     def run(tokenizer, grok, status="done"):
         return {"tokenizer": tokenizer, "steps_to_grok": grok, "status": status}

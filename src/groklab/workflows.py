@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from groklab.experiments.spec import SweepSpec
-from groklab.experiments.study import QUICK_DIVISOR, STUDY_NAMES, full_steps, study_spec
+from groklab.experiments.study import QUICK_DIVISOR, full_steps, study_spec
 from groklab.experiments.sweep import run_sweep
 from groklab.reporting.report import write_report
-from groklab.reporting.study_tables import division_note as _division_note, write_tables  # noqa: F401 (re-exported)
+from groklab.reporting.study_tables import write_tables
 from groklab.store.sweepdir import SweepFolder
 from groklab.engine.device import resolve_device
-
-STUDIES = STUDY_NAMES
 
 
 def _scaled_overrides(spec: SweepSpec, overrides: dict[str, Any], quick: bool) -> dict[str, Any]:
