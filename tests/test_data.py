@@ -316,3 +316,31 @@ def test_a_manifest_holding_nan_is_refused(tmp_path):
     write(tmp_path / "manifest.json", json.dumps(manifest | {"content_hash": float("nan")}))
     with pytest.raises(DataError, match=r"manifest.json: not a readable JSON manifest \(NaN is not a JSON value\)"):
         load_dataset_dir(tmp_path)
+
+
+def test_two_data_writers_on_one_folder_never_mix(tmp_path, monkeypatch):
+    """`groklab data --text A` and `--text B` on one --out at once: the second is refused while the first
+    writes (the folder's lock), and the folder holds the first's text and manifest alone; the same command
+    again afterwards is a no-op, another text is refused."""
+    from groklab.data import equations
+    from groklab.data.textset import read_text_folder, write_text_dataset
+    from groklab.lock import FolderInUse
+
+    out = tmp_path / "d"
+    real = equations.atomic_write
+    refused = []
+
+    def write_and_race(path, text):
+        if not refused:
+            with pytest.raises(FolderInUse, match="is in use by pid"):
+                write_text_dataset("the other text", out)
+            refused.append(path.name)
+        real(path, text)
+
+    monkeypatch.setattr(equations, "atomic_write", write_and_race)
+    write_text_dataset("one text", out)
+    monkeypatch.undo()
+    assert refused == ["text.txt"] and read_text_folder(out) == "one text"
+    write_text_dataset("one text", out)
+    with pytest.raises(DataError, match="already holds other files"):
+        write_text_dataset("the other text", out)

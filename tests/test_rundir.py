@@ -21,7 +21,7 @@ from groklab.config import SECTION_CLASSES, RunConfig, field_roles
 from groklab.data.equations import DatasetSpec, make_splits, write_dataset
 from groklab.engine.step import Engine
 from groklab.errors import CheckpointError, GroklabError
-from groklab.store.lock import FolderInUse, FolderLock
+from groklab.lock import FolderInUse, FolderLock
 from groklab.store.loadrun import load_run
 from groklab.analysis.sample import evaluate_split
 from groklab.training.loop import train_runs
@@ -80,7 +80,7 @@ def test_two_commands_started_at_once_on_one_folder_one_trains_one_is_refused(tm
 
 
 def test_a_lock_dies_with_its_process(tmp_path):
-    script = f"from groklab.store.lock import FolderLock; import os; FolderLock({str(tmp_path)!r}).acquire(); os._exit(0)"
+    script = f"from groklab.lock import FolderLock; import os; FolderLock({str(tmp_path)!r}).acquire(); os._exit(0)"
     subprocess.run([sys.executable, "-c", script], check=True)
     with FolderLock(tmp_path):  # the holder is gone: free, though the lock file stays
         pass

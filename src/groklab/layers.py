@@ -6,13 +6,13 @@ Layout section from this table and the modules' own docstrings.
 
 # (layer, its modules or packages, in import order; what the layer is for)
 LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("leaves", ("errors", "files", "plots", "tables", "metrics", "extras", "layers"),
+    ("leaves", ("errors", "files", "lock", "plots", "tables", "metrics", "extras", "layers"),
      "nothing of groklab below them: errors, atomic files, figures, table formats, grokking measures"),
     ("config", ("fields", "config", "presets"), "typed, validated dataclasses: what a run is and how it executes"),
     ("data", ("data",), "operations, tokenizers, equation files, examples and a run's dataset"),
     ("model", ("model",), "the GPT of E runs in one flat buffer, and the plain reference model"),
     ("engine", ("engine",), "one training step for E runs, its optimizers, precision, evaluation, gradient filters"),
-    ("store", ("store",), "what is on disk: checkpoints, the run folder, the sweep folder, locks, exports"),
+    ("store", ("store",), "what is on disk: checkpoints, the run folder, the sweep folder, exports"),
     ("training", ("training",), "the loop, many runs in groups, devices, interrupts, loggers"),
     ("experiments", ("experiments",), "sweep specs, sweeps, the Ray backend, the shipped studies"),
     ("analysis", ("analysis",), "results as DataFrames, progress measures, phases, sampling"),

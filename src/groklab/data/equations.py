@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +22,7 @@ from typing import Sequence
 import groklab
 from groklab.errors import DataError
 from groklab.files import atomic_write
+from groklab.lock import FolderLock, entries
 from groklab.data.ops import OPERATIONS, Operation, check_modulus, resolve_ops
 
 SPLITS = ("train", "val", "test")
@@ -200,22 +202,36 @@ def write_dataset(spec: DatasetSpec, splits: dict[str, list[str]], out_dir: str 
     Re-running with the same spec on a directory it already wrote is a no-op (returns the old manifest);
     any other non-empty directory is refused rather than mixed with.
     """
-    out = Path(out_dir)
     manifest = manifest_for(spec, splits)
+    return write_data_folder(out_dir, {f"{s}.txt": _file_text(splits[s]) for s in SPLITS}, manifest,
+                             lambda out: _already_written(out, manifest))
+
+
+def write_data_folder(out_dir: str | os.PathLike[str], files: dict[str, str], manifest: dict,
+                      already: Callable[[Path], dict | None]) -> dict:
+    """`files` (name -> text), then manifest.json (last: a folder with a manifest is complete), into out_dir,
+    new or empty, under the folder's lock, so that two writers at once never mix their files (the second is
+    refused in one line). A folder that already holds this very data (`already(out)` returns its manifest)
+    is left as it is; any other content is refused rather than mixed with."""
+    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DataError(f"output directory {out} is a file; choose an empty directory")
-    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if present:
-        old = _already_written(out, manifest)
-        if old is not None:
-            return old
-        shown = ", ".join(present[:8]) + (f", ... ({len(present)} in all)" if len(present) > 8 else "")
-        raise DataError(f"output directory {out} already holds other files ({shown}); choose an empty directory")
-    out.mkdir(parents=True, exist_ok=True)
-    for s in SPLITS:
-        atomic_write(out / f"{s}.txt", _file_text(splits[s]))
-    # manifest last: a directory with a manifest is a complete dataset
-    atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    found: list[dict] = []
+
+    def check(folder: Path) -> None:
+        present = entries(folder)
+        old = already(folder) if present else None
+        if present and old is None:
+            shown = ", ".join(present[:8]) + (f", ... ({len(present)} in all)" if len(present) > 8 else "")
+            raise DataError(f"output directory {folder} already holds other files ({shown}); choose an empty directory")
+        found[:] = [old] if old is not None else []
+
+    with FolderLock(out).acquire_checked(check):
+        if found:
+            return found[0]
+        for name, text in files.items():
+            atomic_write(out / name, text)
+        atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

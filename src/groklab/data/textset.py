@@ -8,15 +8,14 @@ a manifest that is not ours, a folder holding equations too, or an empty text is
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import groklab
-from groklab.data.equations import MANIFEST_FILE, MAX_TEXT_BYTES, TEXT_FILE
+from groklab.data.equations import MANIFEST_FILE, MAX_TEXT_BYTES, TEXT_FILE, write_data_folder
 from groklab.data.parse import read_json_manifest, read_text_file
 from groklab.errors import DataError
-from groklab.files import atomic_write, parse_json
+from groklab.files import parse_json
 
 TEXT_MANIFEST_FORMAT = "groklab-text/1"
 
@@ -37,20 +36,14 @@ def write_text_dataset(text: str, out_dir: str | os.PathLike[str]) -> dict:
         raise DataError("--text: empty text, nothing to learn")
     if "\x00" in text or len(text.encode("utf-8")) > MAX_TEXT_BYTES:
         raise DataError(f"--text: not a text groklab memorises (NUL bytes, or above {MAX_TEXT_BYTES // 2**20} MiB)")
-    out = Path(out_dir)
-    manifest = text_manifest(text)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output directory {out} is a file; choose an empty directory")
-    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if present:
-        if is_text_folder(out) and read_text_folder(out) == text:
-            return read_manifest(out / MANIFEST_FILE)
-        shown = ", ".join(present[:8]) + (f", ... ({len(present)} in all)" if len(present) > 8 else "")
-        raise DataError(f"output directory {out} already holds other files ({shown}); choose an empty directory")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / TEXT_FILE, text)
-    atomic_write(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: the folder is complete
-    return manifest
+    return write_data_folder(out_dir, {TEXT_FILE: text}, text_manifest(text), lambda out: _same_text(out, text))
+
+
+def _same_text(out: Path, text: str) -> dict | None:
+    """The folder's manifest if it is a text folder holding exactly `text`, else None (a damaged text folder
+    raises, as reading it does)."""
+    same = is_text_folder(out) and read_text_folder(out) == text
+    return read_manifest(out / MANIFEST_FILE) if same else None
 
 
 def read_manifest(path: Path) -> dict:

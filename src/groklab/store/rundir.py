@@ -27,8 +27,8 @@ from groklab.store import checkpoint as ckpt
 from groklab.config import ConfigError, ModelConfig, RunConfig, differences
 from groklab.data.equations import TEXT_FILE, fingerprint
 from groklab.errors import CheckpointError, GroklabError
-from groklab.files import is_temp_file, parse_json, read_json, require
-from groklab.store.lock import LOCK_FILE
+from groklab.files import parse_json, read_json, require
+from groklab.lock import entries
 
 if TYPE_CHECKING:  # types only: the readers here must not load torch (see groklab.results)
     from groklab.data.dataset import RunData
@@ -60,12 +60,6 @@ METRIC_NUMBERS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
 
 
 # ---------------------------------------------------------------- what is there
-
-def entries(folder: Path) -> list[str]:
-    """The names in a folder that count as content (the lock file and torn temp files do not)."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_file(p.name))
 
 
 def _shown(names: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ from groklab.config import ModelConfig, RunConfig, differences
 from groklab.data.equations import fingerprint
 from groklab.files import append_text, atomic_write, write_json
 from groklab.store import checkpoint as ckpt
-from groklab.store.lock import FolderLock
+from groklab.lock import FolderLock
 from groklab.store.rundir import (CONFIG_FILE, DATA_DIR, FAILED_FILE, META_FILE, METRICS_FILE, OWN_NAMES, RUN_FORMAT,
                                   SNAPSHOT_DIR, STATE_FILE, SUMMARY_FILE, VOCAB_FILE, WEIGHTS_FILE, check_model,
                                   read_config, read_meta, read_metrics, refuse_foreign)

@@ -24,7 +24,7 @@ from groklab.store import rundir
 from groklab.config import ConfigError, RunConfig
 from groklab.errors import CheckpointError, GroklabError
 from groklab.files import append_text, atomic_write, read_json, require, write_json
-from groklab.store.lock import FolderLock
+from groklab.lock import FolderLock
 
 SWEEP_FILE = "sweep.json"
 SPEC_FILE = "spec.toml"

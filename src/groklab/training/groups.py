@@ -18,7 +18,7 @@ from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device
 from groklab.errors import GroklabError
 from groklab.training.interrupts import Interrupted, StopRequest, signal_name, stop_on_signals
-from groklab.store.lock import FolderInUse
+from groklab.lock import FolderInUse
 from groklab.model.gpt import param_layout
 from groklab.store.runfolder import RunFolder
 from groklab.training.loop import OpenGroup, finished_result, group_key, open_group, train_group, train_runs

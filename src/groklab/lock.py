@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from groklab.errors import GroklabError
+from groklab.files import is_temp_file
 
 LOCK_FILE = ".groklab-lock"
 
@@ -40,6 +41,13 @@ except ImportError:  # Windows: a byte-range lock on the first byte does the sam
     def _unlock(fd: int) -> None:
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def entries(folder: Path) -> list[str]:
+    """The names in a folder that count as content (the lock file and torn temp files do not)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_file(p.name))
 
 
 class FolderInUse(GroklabError):
