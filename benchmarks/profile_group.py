@@ -1,7 +1,10 @@
-"""Where a group step's GPU time goes: the PyTorch profiler over a few eager steps of E runs (the same
-kernels the CUDA graph replays), top kernels by device time.
+"""Where a group step's GPU time goes: the PyTorch profiler over a few steps of E runs, built as the trainer
+builds them (`--compile`, `--precision`), kernels counted per step and the top kernels by device time.
 
-    python benchmarks/profile_group.py --E 256 --batch 64
+    python benchmarks/profile_group.py --E 256 --batch 64 [--compile] [--precision tf32]
+
+The profiled steps are eager (the kernels the captured CUDA graph replays, launched one by one); the graph's
+own replay time is timed beside them.
 """
 
 from __future__ import annotations
@@ -13,12 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import OPTIM, seed000_data  # noqa: E402
-
-from groklab.engine.step import Engine  # noqa: E402
-from groklab.engine.hyper import Hyper
-from groklab.data.examples import stack  # noqa: E402
-from groklab.model.gpt import GPT  # noqa: E402
+from common import groklab_engine, seed000_data, window  # noqa: E402
 
 
 def main() -> None:
@@ -27,21 +25,27 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rows", type=int, default=18)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--precision", default="fp32")
     args = ap.parse_args()
     device = torch.device("cuda")
     data, mcfg = seed000_data()
-    model = GPT(mcfg, data.tokenizer.vocab_size, args.E, device)
-    model.init_from_seeds(list(range(args.E)))
-    engine = Engine(model, Hyper.build([OPTIM] * args.E, list(range(args.E)), [args.batch] * args.E, device),
-                    stack([data.splits["train"]] * args.E), optimizer="tensor")
-    for _ in range(3):
-        engine.step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(args.steps):
-            engine.step()
+    engine = groklab_engine(data, mcfg, args.E, args.batch, device, compile=args.compile,
+                            precision=args.precision)
+    graph_ms = window(engine.step, device, 50)
+    eager = engine._eager_step
+    with engine.precision.capturing(device):  # the precision the graph was captured in (tf32: its switch)
+        for _ in range(3):
+            eager()
         torch.cuda.synchronize()
-    print(f"E={args.E} batch={args.batch}: {args.steps} steps")
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(args.steps):
+                eager()
+            torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy_ms = sum(e.device_time for e in kernels) / 1000 / args.steps
+    print(f"E={args.E} batch={args.batch} path={engine.path} ran={engine.ran}: graph replay {graph_ms:.3f} ms/step; "
+          f"eager: {len(kernels) / args.steps:.0f} kernels a step, {busy_ms:.3f} ms of kernel time a step")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=70))
 
 

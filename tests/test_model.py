@@ -148,3 +148,26 @@ def test_torch_init_matches_torch_nn_defaults():
     g.init_from_seeds([11])
     assert math.isclose(float(g.params["h.0.mlp.c_fc.weight"].std()), 0.02, rel_tol=0.05)
     assert float(g.params["h.0.mlp.c_fc.bias"].abs().max()) == 0
+
+
+@pytest.mark.parametrize("select", [False, True])
+def test_attention_as_reductions_equals_the_matmul_attention(select):
+    """The compiled GPU path's attention (sums over broadcast axes) is the same function as the matmuls and
+    masked softmax, values and gradients, for the causal mask and for queries at chosen positions."""
+    from groklab.model.gpt import _attention, _attention_as_reductions
+
+    g = torch.Generator().manual_seed(0)
+    EB, H, T, D = 6, 2, 7, 8
+    q, k, v = (torch.randn(EB, H, T, D, generator=g, requires_grad=True) for _ in range(3))
+    if select:  # two query positions a sequence, as the last block of an answer-only loss has
+        positions = torch.randint(0, T, (EB, 1, 2, 1), generator=g)
+        qq = torch.gather(q, 2, positions.expand(-1, H, -1, D))
+    else:
+        positions, qq = torch.arange(T).view(1, 1, T, 1), q
+    allowed = torch.arange(T) <= positions
+    outs = [fn(qq, k, v, allowed, 0.0) for fn in (_attention, _attention_as_reductions)]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    grads = [torch.autograd.grad(o.square().sum(), (q, k, v), retain_graph=True) for o in outs]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(outs[0], _attention(qq, k, v, torch.ones_like(allowed), 0.0))  # the mask matters
