@@ -15,7 +15,7 @@ export PYTHONPYCACHEPREFIX=/tmp/round4-pyc
 collect() { stamp "collecting"; tar czf "$OUT/round4.tar.gz" -C "$R" . 2>/dev/null; }
 trap collect EXIT
 stamp "start"
-timeout "$(until_left 500)" python3 -m pytest -q -p no:cacheprovider -p no:benchmark --tb=long \
+timeout "$(until_left 430)" python3 -m pytest -q -p no:cacheprovider -p no:benchmark --tb=long \
     "tests/test_engine.py::test_compiled_step_matches_eager_on_cpu" \
     "tests/test_results.py::test_collect_reads_a_single_run_folder" > "$R/tests_failed_before.log" 2>&1
 stamp "two tests exited $?"; tail -3 "$R/tests_failed_before.log"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from groklab.cli import main
 from groklab.config import field_info
-from helpers import FAST, assert_clean_error, hide, is_usage_error, run_cli
+from helpers import FAST, assert_clean_error, hide, is_usage_error, run_cli, same_tensors
 
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--batch_size", "8", "--eval_points_per_decade", "2",
         "--no-progress", "--no-plot", "--device", "cpu"]  # CPU tests, on any machine
@@ -373,3 +373,23 @@ def test_fuzzed_evaluate_and_sample_command_lines(tiny_runs, capsys, reliability
     reliability("command line", f"{sum(counts.values())} fuzzed `groklab sample`/`evaluate` command lines (typed "
                 "flags with plausible and hostile values, a missing run)", f"{counts['ran']} ran, "
                 f"{counts['refused']} refused with exit 2 and no traceback")
+
+
+def test_compile_on_a_machine_that_cannot_compile_trains_uncompiled_and_says_so(tmp_path):
+    """--compile where inductor finds no working C++ compiler (CXX names one that fails): the run trains,
+    bit for bit as without --compile, and its meta.json and console say why it ran uncompiled; before, the
+    first step died with a traceback and exit 1, leaving a run folder that claimed "+ torch.compile"."""
+    import os
+
+    env = {**os.environ, "CXX": "/bin/false", "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH":
+           os.pathsep.join(p for p in [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")] if p)}
+    args = ["--max_steps", "6", *TINY]
+    failed = subprocess.run([sys.executable, "-m", "groklab", "run", "--compile", "--out_dir", str(tmp_path / "c"),
+                             *args], capture_output=True, text=True, env=env, timeout=300)
+    assert failed.returncode == 0, failed.stderr[-2000:]
+    assert "Traceback" not in failed.stderr
+    assert "torch.compile failed on this machine; training uncompiled (InductorError" in failed.stdout + failed.stderr
+    engine = json.loads((tmp_path / "c" / "meta.json").read_text())["engine"]
+    assert "torch.compile failed, ran uncompiled: InductorError" in engine and "+ torch.compile" not in engine
+    assert main(["run", "--out_dir", str(tmp_path / "e"), *args]) == 0
+    assert same_tensors(tmp_path / "c" / "model.safetensors", tmp_path / "e" / "model.safetensors")

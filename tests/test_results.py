@@ -16,6 +16,7 @@ import pytest
 
 from groklab.analysis import results
 from groklab.config import RunConfig, flat_fields
+from groklab.engine.device import resolve_device
 from groklab.errors import GroklabError
 from groklab.experiments.spec import parse_spec
 from groklab.experiments.sweep import run_sweep
@@ -173,7 +174,8 @@ def test_collect_reads_a_single_run_folder(tmp_path):
     assert (row["run_id"], row["experiment"], row["status"]) == ("run", "run", "done")
     config = {k: v for k, v in flat_fields(cfg).items() if k != "device"}
     assert {k: row[k] for k in config} == config  # the config, flat; but "device" is also a summary key, and
-    assert row["device"] == summary["device"] in ("cpu", "cuda") and cfg.train.device == "auto"  # where it ran wins
+    ran = str(resolve_device("auto"))  # "cpu" or "cuda:0": where "auto" put it
+    assert row["device"] == summary["device"] == ran and cfg.train.device == "auto"  # where it ran wins
     assert all(row[k] == summary.get(k) for k in sweepdir.SUMMARY_KEYS)
     assert all(row[f"final_{k}"] == summary["final"].get(k) for k in sweepdir.FINAL_KEYS)
     assert (row["failure"], row["failed_step"], row["last_step"], row["run_dir"]) == (None, None, 12,

@@ -89,6 +89,46 @@ class Engine:
                                        hyper.grokfast_lamb, tuple(model.grad.shape), dev)
         self.optimizer = make_optimizer(optimizer, model, hyper, self.decay_mask, compile)
         self.optimizer_path = self.optimizer.path
+        self.compile_failed = ""  # why torch.compile could not be used here ("": it was, or was not asked)
+        if compile:
+            self._trial_compile(optimizer)
+
+    def _trial_compile(self, optimizer: OptimizerPath) -> None:
+        """Compile now, in one rolled-back step, so that a machine that cannot compile (no C++ compiler, no
+        working Triton) trains uncompiled and says why, rather than failing at its first step. The step runs in
+        the precision a capture will use: dynamo guards on the TF32 switch, and a mismatch would compile twice."""
+        snapshot = self._snapshot()
+        try:
+            with self.precision.capturing(self.model.device):
+                self._eager_step()
+        except Exception as exc:  # noqa: BLE001 - only compiler failures are taken; the rest is re-raised
+            if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            line = next((x for x in str(exc).splitlines() if x.strip()), "")
+            self.compile_failed = f"{type(exc).__name__}: {line}"[:160]
+            self._loss_fn, self._batch_fn, self.compiled = _loss, draw_batch, False
+            self.optimizer = make_optimizer(optimizer, self.model, self.hyper, self.decay_mask, False)
+            self.optimizer_path = self.optimizer.path
+        finally:
+            self._restore(snapshot)
+
+    def compile_note(self) -> str:
+        """What the run folder's engine path adds for compilation: "", " + torch.compile", or why not."""
+        if self.compile_failed:
+            return f" (torch.compile failed, ran uncompiled: {self.compile_failed})"
+        return " + torch.compile" if self.compiled else ""
+
+    def _snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+        """Everything a step changes (weights, optimizer and filter state, step counters), copied."""
+        state = [self.model.flat, *self.optimizer.buffers(), self.step_count, *self.grad_filter.buffers()]
+        return state, [t.clone() for t in state], self.steps_taken
+
+    @torch.no_grad()
+    def _restore(self, snapshot: tuple[list[torch.Tensor], list[torch.Tensor], int]) -> None:
+        state, saved, taken = snapshot
+        for t, s in zip(state, saved):
+            t.copy_(s)
+        self.steps_taken = taken
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Inputs (E, B, T), loss positions (E, B, K) or None, and answers (E, B, K) of the next step."""
@@ -114,9 +154,7 @@ class Engine:
             return "eager: not a CUDA device"
         if not self.optimizer.capturable:
             return "eager: the fused per-run optimizer path is not captured (use optimizer='tensor')"
-        state = [self.model.flat, *self.optimizer.buffers(), self.step_count, *self.grad_filter.buffers()]
-        saved = [t.clone() for t in state]
-        taken = self.steps_taken
+        snapshot = self._snapshot()
         dev = self.model.device
         try:
             # This engine's own stream for the warm-up and the capture. torch.cuda.graph's default is one capture
@@ -133,20 +171,15 @@ class Engine:
                     for _ in range(warmup):
                         self._eager_step()
                 torch.cuda.current_stream().wait_stream(stream)
-                with torch.no_grad():
-                    for t, s in zip(state, saved):
-                        t.copy_(s)
+                self._restore(snapshot)
                 graph = torch.cuda.CUDAGraph()
                 # thread_local: other threads may train their own groups (and sync their streams) meanwhile
                 with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                     loss = self._eager_step()
         except RuntimeError as exc:  # e.g. an op that cannot be captured on this build
-            with torch.no_grad():
-                for t, s in zip(state, saved):
-                    t.copy_(s)
-            self.steps_taken = taken
+            self._restore(snapshot)
             return f"eager: CUDA graph capture failed ({str(exc).splitlines()[0][:120]})"
-        self.steps_taken = taken  # capture ran the Python side once but no kernel
+        self.steps_taken = snapshot[2]  # capture ran the Python side once but no kernel
         self._graph, self._graph_loss = graph, loss
         self.precision = self.precision.captured(dev)
         return "cuda-graph"

@@ -162,7 +162,10 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     if any(resume):
         Console(log, tcfg.verbosity).say(f"resuming {E} run(s) from step {start:,}")
     path = engine.capture_cuda_graph() if tcfg.cuda_graph else "eager: --no-cuda_graph"
-    path += " + torch.compile" if tcfg.compile else ""
+    path += engine.compile_note()
+    if engine.compile_failed:
+        Console(log, tcfg.verbosity).say(
+            f"torch.compile failed on this machine; training uncompiled ({engine.compile_failed})")
     for e, m in enumerate(members):
         if resume[e]:
             m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record())
