@@ -8,11 +8,7 @@
 #   4. groups of 512, compiled, tf32 and bf16: bench_group.py
 NAME=device_round2.sh; DEFAULT_DEADLINE=570; R=/tmp/round2
 source "$(dirname "$0")/round_common.sh"
-export XDG_CACHE_HOME=/tmp/round2-cache  # starts empty: the first compile is cold
-collect() { stamp "collecting"; tar czf "$OUT/round2.tar.gz" -C "$R" . 2>/dev/null; }
-trap collect EXIT
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv > "$R/gpu.txt" 2>&1
-python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" >> "$R/gpu.txt" 2>&1
+frame round2.tar.gz  # the compile cache starts empty: the first compile is cold
 stamp "start"
 timeout "$(until_left 420)" python3 -m pytest -q -p no:cacheprovider -n 12 tests > "$R/tests.log" 2>&1
 stamp "tests exited $?"; tail -3 "$R/tests.log"

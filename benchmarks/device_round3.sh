@@ -7,10 +7,7 @@
 #   3. the test suite on the GPU machine, verbose, one test at most 150 s
 NAME=device_round3.sh; DEFAULT_DEADLINE=560; R=/tmp/round3
 source "$(dirname "$0")/round_common.sh"
-export XDG_CACHE_HOME=/tmp/round3-cache  # starts empty: the first compile is cold
-collect() { stamp "collecting"; tar czf "$OUT/round3.tar.gz" -C "$R" . 2>/dev/null; }
-trap collect EXIT
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv > "$R/gpu.txt" 2>&1
+frame round3.tar.gz  # the compile cache starts empty: the first compile is cold
 stamp "start"
 for a in "--E 1 --batch 64 --precision tf32" "--E 1 --batch 512 --precision tf32" \
          "--E 512 --batch 512 --precision tf32 --compile" "--E 512 --batch 64 --precision tf32 --compile"; do

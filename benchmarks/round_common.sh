@@ -8,3 +8,11 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PY
 T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$R/timeline.txt"; }
 until_left() { local t=$(( DEADLINE - ($(date +%s) - T0) - $1 )); (( t < 5 )) && t=5; echo $t; }  # keep $1 s
+# the frame most rounds share: an empty compile cache of their own (the first compile is cold), what GPU ran
+# them, and everything under $R packed into $OUT/$1 however the round ends
+frame() {
+    export XDG_CACHE_HOME="$R-cache"
+    trap "stamp collecting; tar czf '$OUT/$1' -C '$R' . 2>/dev/null" EXIT
+    nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv > "$R/gpu.txt" 2>&1
+    python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" >> "$R/gpu.txt" 2>&1
+}

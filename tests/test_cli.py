@@ -375,7 +375,7 @@ def test_fuzzed_evaluate_and_sample_command_lines(tiny_runs, capsys, reliability
                 f"{counts['refused']} refused with exit 2 and no traceback")
 
 
-def test_compile_on_a_machine_that_cannot_compile_trains_uncompiled_and_says_so(tmp_path):
+def test_compile_on_a_machine_that_cannot_compile_trains_uncompiled_and_says_so(tmp_path, reliability):
     """--compile where inductor finds no working C++ compiler (CXX names one that fails): the run trains,
     bit for bit as without --compile, and its meta.json and console say why it ran uncompiled; before, the
     first step died with a traceback and exit 1, leaving a run folder that claimed "+ torch.compile"."""
@@ -393,3 +393,7 @@ def test_compile_on_a_machine_that_cannot_compile_trains_uncompiled_and_says_so(
     assert "torch.compile failed, ran uncompiled: InductorError" in engine and "+ torch.compile" not in engine
     assert main(["run", "--out_dir", str(tmp_path / "e"), *args]) == 0
     assert same_tensors(tmp_path / "c" / "model.safetensors", tmp_path / "e" / "model.safetensors")
+    reliability("training run",
+                "`groklab run --compile` where torch.compile finds no working C++ compiler (CXX=/bin/false)",
+                f"exit {failed.returncode}, trained uncompiled; meta.json's engine: {engine!r}; final weights "
+                "bit-identical to the same run without --compile")
