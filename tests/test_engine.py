@@ -235,3 +235,23 @@ def test_compiled_step_matches_eager_on_cpu():
         plain.step()
         compiled.step()
     torch.testing.assert_close(plain.model.flat, compiled.model.flat, rtol=1e-5, atol=5e-6)  # fused rounding
+
+
+@pytest.mark.parametrize("optimizer", ["fused", "tensor"])
+def test_building_a_compiled_engine_leaves_no_trace_of_its_trial_step(optimizer):
+    """A compiled engine compiles in one rolled-back step when it is built: its weights, Adam moments and step
+    counts are those of an engine that never stepped, on both optimizer paths. (The fused path kept the trial's
+    moments, and so trained every `--compile` run on a CPU one Adam step ahead.)"""
+    datasets = [_data(30, 6), _data(30, 7)]
+    optims = [OptimConfig(learning_rate=2e-3, weight_decay=1.0, grad_clip=0.5), OptimConfig(learning_rate=1e-3)]
+    plain = _engine(optims, [1, 2], [8, 8], datasets, optimizer=optimizer)
+    model = GPT(CFG, V, 2)
+    model.init_from_seeds([1, 2])
+    compiled = Engine(model, plain.hyper, plain.train, optimizer=optimizer, compile=True)
+    assert compiled.compiled and not compiled.compile_failed
+    assert torch.equal(compiled.model.flat, plain.model.flat)
+    assert compiled.steps_taken == 0 and int(compiled.step_count) == 0
+    for e in range(2):
+        fresh, built = plain.member_state(e), compiled.member_state(e)
+        assert fresh.keys() == built.keys() and all(torch.equal(built[k], fresh[k]) for k in fresh)
+        assert all(not v.any() for v in built.values())  # zero moments: no step was kept

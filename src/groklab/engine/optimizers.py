@@ -61,7 +61,8 @@ class RowOptimizer(Protocol):
         """Apply update number `steps_taken` (`step_count`: the same count on the device)."""
 
     def buffers(self) -> list[torch.Tensor]:
-        """The state a CUDA graph's warm-up changes and must roll back."""
+        """Every tensor of optimizer state a step changes: what a rolled-back step (the trial compile, a CUDA
+        graph's warm-up) saves and restores."""
 
     def moment(self, e: int, name: str) -> torch.Tensor:
         """Run e's Adam moment `name` (N,)."""
@@ -127,6 +128,12 @@ class FusedAdamW:
         opts = {l2: (torch.optim.Adam if l2 else torch.optim.AdamW)(g, fused=True) for l2, g in groups.items() if g}
         self._opts = list(opts.values())
         self._slices = [(e, lo, hi, p, opts[l2]) for e, lo, hi, p, l2 in regions]
+        # the state torch would create at the first step, created now (the same tensors: a float32 step count on
+        # the parameter's device for the fused kernel, zero moments), so that buffers() can hand it to a
+        # rolled-back step and a checkpoint of a run that has not stepped reads real zeros
+        for _, _, _, p, opt in self._slices:
+            opt.state[p].update(step=torch.zeros((), dtype=torch.float32, device=p.device),
+                                exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
 
     def step(self, step_count: torch.Tensor, steps_taken: int) -> None:
         grad, h = self.model.grad, self.hyper
@@ -140,24 +147,15 @@ class FusedAdamW:
             opt.step()
 
     def buffers(self) -> list[torch.Tensor]:
-        return []
+        return [t for _, _, _, p, opt in self._slices for t in opt.state[p].values()]
 
     def moment(self, e: int, name: str) -> torch.Tensor:
-        parts = []
-        for run, lo, hi, p, opt in self._slices:
-            if run == e:
-                state = opt.state[p]
-                parts.append(state[name] if state else torch.zeros(hi - lo, device=p.device))
-        return torch.cat(parts)
+        return torch.cat([opt.state[p][name] for run, _, _, p, opt in self._slices if run == e])
 
     def load(self, e: int, name: str, values: torch.Tensor, step: int) -> None:
         for run, lo, hi, p, opt in self._slices:
             if run == e:
                 st = opt.state[p]
-                if not st:
-                    st["step"] = torch.tensor(float(step), dtype=torch.float32, device=p.device)
-                    st["exp_avg"] = torch.zeros_like(p)
-                    st["exp_avg_sq"] = torch.zeros_like(p)
                 st["step"].fill_(float(step))
                 st[name].copy_(values[lo:hi])
 
