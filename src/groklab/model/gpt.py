@@ -212,24 +212,27 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch
         return _attention_as_reductions(q, k, v, allowed, dropout)
     # the scores in float32 before scaling, masking and softmax (under bf16 autocast the product is bf16;
     # for float32 scores .float() is the same tensor)
-    att = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(q.shape[-1]))  # (EB, H, Tq, T)
-    att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-    att = _dropout(att, dropout)
-    return att @ v
+    return _attention_weights((q @ k.transpose(-2, -1)).float(), q.shape[-1], allowed, dropout) @ v
 
 
 def _attention_as_reductions(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
                              dropout: float) -> torch.Tensor:
     """The same attention as products summed over broadcast axes, for torch.compile on a GPU: inductor makes
     each sum one fused reduction that reads q, k and v where they lie. As matmuls, a group's (E*B*H) tiny
-    products become cuBLAS calls in chunks of 65,535 on non-tensor-core kernels plus a contiguous copy of
-    each operand (measured on an H200, E = 512, batch 512: about 40 % of a compiled step). Eagerly this
-    would build the (EB, H, Tq, T, D) product in memory, so only compiled code takes it. Scores and the
-    weighted sum are accumulated in float32 (under bf16 autocast too)."""
-    att = (q.float()[..., :, None, :] * k.float()[..., None, :, :]).sum(-1) * (1.0 / math.sqrt(q.shape[-1]))
-    att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # (EB, H, Tq, T)
-    att = _dropout(att, dropout)
+    products become cuBLAS calls in chunks of 65,535 on non-tensor-core kernels (measured on an H200, E = 512,
+    batch 512: about 30 % of a compiled step). Eagerly this would build the (EB, H, Tq, T, D) product in
+    memory, so only compiled code takes it. Scores and the weighted sum are accumulated in float32 (under bf16
+    autocast too)."""
+    scores = (q.float()[..., :, None, :] * k.float()[..., None, :, :]).sum(-1)
+    att = _attention_weights(scores, q.shape[-1], allowed, dropout)
     return (att[..., :, :, None] * v.float()[..., None, :, :]).sum(-2)  # (EB, H, Tq, D)
+
+
+def _attention_weights(scores: torch.Tensor, head_size: int, allowed: torch.Tensor, dropout: float) -> torch.Tensor:
+    """Float32 scores q.k (EB, H, Tq, T) -> the attention weights: scaled by 1/sqrt(head size), a softmax over
+    the allowed keys, dropout."""
+    att = (scores * (1.0 / math.sqrt(head_size))).masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+    return _dropout(att, dropout)
 
 
 def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:

@@ -159,13 +159,13 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
                 engine.load_member_state(e, optim, step)
             except (ValueError, KeyError) as exc:
                 raise GroklabError(f"{m.run_dir / rundir.STATE_FILE}: does not fit this run's model ({exc})") from None
+    console = Console(log, tcfg.verbosity)
     if any(resume):
-        Console(log, tcfg.verbosity).say(f"resuming {E} run(s) from step {start:,}")
+        console.say(f"resuming {E} run(s) from step {start:,}")
     path = engine.capture_cuda_graph() if tcfg.cuda_graph else "eager: --no-cuda_graph"
     path += engine.compile_note()
     if engine.compile_failed:
-        Console(log, tcfg.verbosity).say(
-            f"torch.compile failed on this machine; training uncompiled ({engine.compile_failed})")
+        console.say(f"torch.compile failed on this machine; training uncompiled ({engine.compile_failed})")
     for e, m in enumerate(members):
         if resume[e]:
             m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record())
