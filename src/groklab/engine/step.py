@@ -88,7 +88,6 @@ class Engine:
         self.grad_filter = make_filter(hyper.grokfast, hyper.grokfast_window, hyper.grokfast_alpha,
                                        hyper.grokfast_lamb, tuple(model.grad.shape), dev)
         self.optimizer = make_optimizer(optimizer, model, hyper, self.decay_mask, compile)
-        self.optimizer_path = self.optimizer.path
         self.compile_failed = ""  # why torch.compile could not be used here ("": it was, or was not asked)
         if compile:
             self._trial_compile(optimizer)
@@ -108,7 +107,6 @@ class Engine:
             self.compile_failed = f"{type(exc).__name__}: {line}"[:160]
             self._loss_fn, self._batch_fn, self.compiled = _loss, draw_batch, False
             self.optimizer = make_optimizer(optimizer, self.model, self.hyper, self.decay_mask, False)
-            self.optimizer_path = self.optimizer.path
         finally:
             self._restore(snapshot)
 

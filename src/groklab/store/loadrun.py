@@ -14,7 +14,7 @@ from groklab.store import checkpoint as ckpt
 from groklab.store import rundir
 from groklab.config import RunConfig
 from groklab.data.parse import read_manifest
-from groklab.errors import CheckpointError, GroklabError, TokenizerError
+from groklab.errors import CheckpointError, TokenizerError
 from groklab.model.gpt import GPT
 from groklab.engine.device import resolve_device
 from groklab.data.tokenizer import Tokenizer, load_tokenizer, make_tokenizer, tokenizer_from_dict

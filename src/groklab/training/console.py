@@ -33,9 +33,8 @@ class Console:
         if not self.shows(level):
             return
         assert self.log is not None
-        bar = self.bar
-        if bar is not None and not bar.disable:
-            with bar.external_write_mode(file=sys.stdout):
+        if self.bar_on:
+            with self.bar.external_write_mode(file=sys.stdout):
                 self.log(line)
         else:
             self.log(line)
