@@ -3,8 +3,8 @@
 The config sections (config.py) give `train`, `run`, `sweep` and `reproduce` their config flags; every
 command's own options are a small dataclass of the same kind (cli_options.py). A field's metadata
 (`config.doc`) holds its help, its aliases (the seeds' spellings: `--max_iters`, `--prime`, `--beta_1`, ...),
-and where needed `default_text` (a default that depends on other settings), `positional`, `nargs`, `parse` (an
-argparse type) or `shortcuts` (`-q` for `--verbosity quiet`). Every flag also takes its dashed form
+and where needed `default_text` (a default that depends on other settings), `positional`, `parse` (an argparse
+type) or `shortcuts` (`-q` for `--verbosity quiet`). Every flag also takes its dashed form
 (`--n-layer`); help lists the underscore spellings. Config flags default to "not given", so only the flags a
 user gave override the base config (`groklab run` keeps the main job's settings, a sweep its spec's [base]).
 """
@@ -19,7 +19,8 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from groklab.config import SECTION_CLASSES, RunConfig, flag_spellings, negated_flag
+from groklab.config import SECTION_CLASSES, RunConfig
+from groklab.fields import flag_spellings, negated_flag
 
 SECTIONS = tuple(SECTION_CLASSES.items())
 
@@ -153,30 +154,31 @@ def _help(f: dataclasses.Field, value: Any, show_default: bool) -> str:
     return text.replace("%", "%%")
 
 
-def _add_field(group: argparse._ActionsContainer, f: dataclasses.Field, tp: Any, value: Any, *, given_only: bool,
-               show_default: bool, switches: bool) -> None:
-    """One field as a flag (or a positional). `given_only`: the default is "not given" (config flags), else the
-    field's default. `switches`: a bool is a plain switch (`--json`) rather than one taking an optional value."""
+def _add_field(group: argparse._ActionsContainer, f: dataclasses.Field, tp: Any, value: Any, *, config: bool,
+               show_default: bool) -> None:
+    """One field as a flag (or a positional). `config`: a config flag, whose default is "not given" and whose
+    bool takes an optional value (`--compile false`); else a command's option, with the field's default and a
+    bool that is a plain switch (`--json`)."""
     meta = f.metadata
     tp = _unwrap_optional(tp)
-    help_text = _help(f, value, show_default and not (switches and tp is bool))
+    help_text = _help(f, value, show_default and (config or tp is not bool))
     if meta.get("positional"):
         nargs = "?" if f.default is not dataclasses.MISSING else None
         group.add_argument(f.name, nargs=nargs, default=value, help=help_text, metavar=f.name.upper())
         return
     names = flag_spellings(f.name, meta.get("aliases", ()))
     kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
-    if given_only:
+    if config:
         kwargs["default"] = argparse.SUPPRESS
     elif f.default is dataclasses.MISSING:
         kwargs["required"] = True
     else:
         kwargs["default"] = value
     if tp is bool:
-        if switches:
-            kwargs["action"] = "store_true"
-        else:
+        if config:
             kwargs.update(type=_bool, nargs="?", const=True, metavar="BOOL")
+        else:
+            kwargs["action"] = "store_true"
         action = group.add_argument(*names, **kwargs)
         group.add_argument(negated_flag(f.name), negated_flag(f.name).replace("_", "-"), dest=f.name,
                            action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -184,14 +186,14 @@ def _add_field(group: argparse._ActionsContainer, f: dataclasses.Field, tp: Any,
         if get_origin(tp) is Literal:
             kwargs.update(type=str, choices=list(get_args(tp)))
         elif get_origin(tp) is list:
-            kwargs.update(type=get_args(tp)[0], nargs=meta.get("nargs", "*"), metavar="TEXT")
+            kwargs.update(type=get_args(tp)[0], nargs="*", metavar="TEXT")
         else:
-            kwargs.update(type=meta.get("parse", tp), metavar=meta.get("metavar") or _metavar(f.name, tp))
+            kwargs.update(type=meta.get("parse", tp), metavar=_metavar(f.name, tp))
         action = group.add_argument(*names, **kwargs)
     action.shown = [n for n in names if "-" not in n[2:]] or names[:1]  # type: ignore[attr-defined]
     for const, flags in meta.get("shortcuts", {}).items():
         shortcut = group.add_argument(*flags, dest=f.name, action="store_const", const=const,
-                                      default=argparse.SUPPRESS if given_only else value,
+                                      default=argparse.SUPPRESS if config else value,
                                       help=f"--{f.name} {const}")
         shortcut.shown = [s for s in flags if "-" not in s.lstrip("-")]  # type: ignore[attr-defined]
 
@@ -207,8 +209,8 @@ def add_config_flags(parser: argparse.ArgumentParser, base: RunConfig | None, sk
         current = getattr(base if base is not None else RunConfig(), section)
         for f in dataclasses.fields(cls):
             if f.name not in skip:
-                _add_field(group, f, hints[f.name], getattr(current, f.name), given_only=True,
-                           show_default=base is not None, switches=False)
+                _add_field(group, f, hints[f.name], getattr(current, f.name), config=True,
+                           show_default=base is not None)
 
 
 def add_option_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
@@ -219,7 +221,7 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, title: str | No
                                                            f.default is not dataclasses.MISSING))
     for f in fields:  # positionals first, then required flags (a base class's fields come first otherwise)
         value = f.default if f.default is not dataclasses.MISSING else None
-        _add_field(group, f, hints[f.name], value, given_only=False, show_default=True, switches=True)
+        _add_field(group, f, hints[f.name], value, config=False, show_default=True)
 
 
 def options_from_args(ns: argparse.Namespace, cls: type) -> Any:

@@ -144,10 +144,9 @@ def sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.experiments.sweep import run_sweep
 
     o = options_from_args(args, opt.SweepOptions)
-    spec = load_spec(o.spec)
-    check_run_options(p.config.train for p in spec.expand(given_fields(args), max_runs=o.max_runs,
-                                                          echo=lambda _: None))  # before anything is written
-    counts = run_sweep(spec, o.out, given_fields(args), retry_failed=o.retry_failed, argv=["groklab", *argv],
+    spec, overrides = load_spec(o.spec), given_fields(args)
+    check_run_options(p.config.train for p in spec.expand(overrides, max_runs=o.max_runs))  # before anything is written
+    counts = run_sweep(spec, o.out, overrides, retry_failed=o.retry_failed, argv=["groklab", *argv],
                        **o.backend_args())
     return 0 if counts["failed"] == 0 else 1
 

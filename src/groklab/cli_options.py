@@ -4,6 +4,7 @@ config sections give the training commands the rest."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -88,8 +89,8 @@ class BackendOptions:
         default_text="1 on a CPU; on a GPU up to 8, each captured before any trains"))
 
     def backend_args(self) -> dict:
-        return {"backend": self.backend, "address": self.address, "gpus_per_group": self.gpus_per_group,
-                "max_group": self.max_group, "concurrent_groups": self.concurrent_groups, "max_runs": self.max_runs}
+        """These fields alone (not a subclass's), as run_sweep's keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(BackendOptions)}
 
 
 @dataclass(frozen=True, kw_only=True)

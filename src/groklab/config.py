@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_type_hints
 
 from groklab.fields import ROLES, ConfigError, at_most, checked, doc, finite, require  # noqa: F401 (ROLES, ConfigError: public)
-from groklab.fields import flag_spellings, flag_words, negated_flag  # noqa: F401 (public here since the start)
 
 
 TokenizerKind = Literal["char", "number", "hybrid"]

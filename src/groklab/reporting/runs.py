@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groklab.config import SECTION_CLASSES, RunConfig, flag_words
+from groklab.config import SECTION_CLASSES, RunConfig
+from groklab.fields import flag_words
 from groklab.metrics import held_measure
 from groklab.store import rundir, sweepdir
 
@@ -120,7 +121,7 @@ def distinct(values: Sequence[Any]) -> list[Any]:
 
 def run_command(config: dict[str, Any]) -> list[str]:
     """`groklab train` with every config field that differs from the default: the same run, alone (the flags
-    spelled by config.flag_words, as the command line reads them)."""
+    spelled by fields.flag_words, as the command line reads them)."""
     cfg = RunConfig.from_dict(config)
     default = RunConfig()
     argv = ["groklab", "train"]
