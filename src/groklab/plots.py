@@ -264,11 +264,11 @@ def plot_compare(series: Sequence[tuple[str, Sequence[Sequence[dict]]]], key: st
     return save_figure(fig, path, dpi)
 
 
-# how a heatmap cell without a colour looks, and what its legend entry says (kind -> face, hatch, edge, line)
+# how a heatmap cell without a colour looks, and what its legend entry says (kind -> face, hatch, edge, line);
+# a cell with no run at all ("missing") looks like one not finished
 CELL_STYLES = {
     "never": ("0.86", "///", "0.55", "-", "never grokked within the step budget"),
     "untrained": ("white", "", "0.45", ":", "not finished: pending or stopped part-way (dotted outline on a coloured cell: some seeds)"),
-    "missing": ("white", "", "0.45", ":", "not finished: pending or stopped part-way (dotted outline on a coloured cell: some seeds)"),
     "failed": ("#f6d5d0", "xx", "#b0463a", "-", "failed (non-finite)"),
 }
 PARTIAL_LABEL = "not every seed grokked (k/n in the cell)"
@@ -282,12 +282,16 @@ def _cell_legend(kinds: set[str], values: bool) -> list:
         handles.append(Patch(facecolor="#35b779", label="steps to grok (colour bar); seeds: their median"))
     if "partial" in kinds:
         handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--", linewidth=2, label=PARTIAL_LABEL))
-    seen = set()
     for kind, (face, hatch, edge, line, label) in CELL_STYLES.items():
-        if kind in kinds and label not in seen:
-            seen.add(label)
+        if kind in kinds:
             handles.append(Patch(facecolor=face, hatch=hatch, edgecolor=edge, linestyle=line, label=label))
     return handles
+
+
+def _look(cell: dict[str, Any]) -> str:
+    """The CELL_STYLES entry (or "partial", "grokked") a heatmap cell is drawn with."""
+    kind = cell.get("kind", "never")
+    return "untrained" if kind == "missing" else kind
 
 
 def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[str], ylabels: Sequence[str],
@@ -322,7 +326,7 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
         ax.imshow([[math.nan] * nx for _ in range(ny)], aspect="auto", origin="lower", cmap=cmap)
     for y, row in enumerate(cells):
         for x, cell in enumerate(row):
-            kind = cell.get("kind", "never")
+            kind = _look(cell)
             if cell["value"] is None:
                 face, hatch, edge, line, _ = CELL_STYLES.get(kind, CELL_STYLES["never"])
                 ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=face, edgecolor=edge, hatch=hatch,
@@ -344,7 +348,7 @@ def plot_heatmap(cells: Sequence[Sequence[dict[str, Any]]], xlabels: Sequence[st
     ax.set_xlabel(xname)
     ax.set_ylabel(yname)
     ax.set_title(title, fontsize=10)
-    kinds = {c.get("kind", "never") for row in cells for c in row}
+    kinds = {_look(c) for row in cells for c in row}
     kinds |= {"untrained" for row in cells for c in row if c.get("incomplete")}
     handles = _cell_legend(kinds, bool(values))
     if handles:

@@ -18,14 +18,12 @@ from pathlib import Path
 import groklab
 from groklab.errors import GroklabError
 from groklab.reporting.blocks import Block, Code, Details, Figure, Heading, Items, Para, Table, markdown_blocks
-from groklab.reporting.experiment import experiment_blocks, seed_table
-from groklab.reporting.heatmap import heatmap_axes, heatmap_cell
+from groklab.reporting.experiment import experiment_blocks
 from groklab.reporting.runs import Run, distinct, load, run_command, slug, status_text
 from groklab.store import rundir, sweepdir
 from groklab.tables import MISSING, seconds
 
-__all__ = ["Run", "build", "heatmap_axes", "heatmap_cell", "load", "run_command", "seed_table"]
-_load = load  # the name tests and older callers use
+__all__ = ["build"]
 # what each of `groklab analyze`'s figures shows (rundir.ANALYSIS_PLOTS, in that order)
 ANALYSIS_CAPTIONS = ("the embeddings' Fourier spectrum and key frequencies",
                      "restricted and excluded loss, key-frequency share and weight norm over training",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from groklab import plots
 from groklab.reporting.blocks import Block, Details, Figure, Heading, Items, Para, Table
 from groklab.reporting.heatmap import SEED_AXIS, heatmaps
-from groklab.reporting.runs import Run, fmt_value, slug, status_text
+from groklab.reporting.runs import Run, fmt_value, median_reached, slug, status_text
 from groklab.tables import MISSING, mean_std, num, pct, seconds, steps
 
 MAX_COMPARED = len(plots.SERIES_COLORS) * 2  # more settings than this in one panel is a tangle
@@ -63,13 +63,10 @@ def _grok_cell(r: Run) -> str:
 def reached(done: Sequence[Run], key: str) -> str:
     """'2 of 3 runs, median 1,200' (the median over all of them, a run that never got there counted as +∞);
     'median > 5,000' when half or more never did."""
-    values = [r.row[key] for r in done if r.row[key] is not None]
-    if not values:
+    count, middle, budget = median_reached(done, key)
+    if not count:
         return f"0 of {len(done)} runs"
-    middle = plots.median([*values, *[math.inf] * (len(done) - len(values))])
-    budget = max(r.row["max_steps"] for r in done)
-    return f"{len(values)} of {len(done)} runs, median " + (f"{middle:,.0f}" if math.isfinite(middle)
-                                                           else f"> {budget:,}")
+    return f"{count} of {len(done)} runs, median " + (f"{middle:,.0f}" if math.isfinite(middle) else f"> {budget:,}")
 
 
 def _unfinished_note(runs: Sequence[Run]) -> str:
@@ -115,12 +112,13 @@ def _curves(name: str, cond_axes: Sequence[str], curved: dict[tuple, list[Run]],
             continue
         seeds_text = ", ".join(str(r.row["seed"]) for r in cond)
         label = label or "all seeds"
-        title = f"{name}: {label} · {len(cond)} runs (seeds {seeds_text}){_unfinished_note(cond)}"
+        note = _unfinished_note(cond)
+        title = f"{name}: {label} · {len(cond)} runs (seeds {seeds_text}){note}"
         blocks.append(figure(f"band {name} {label}", lambda cond=cond, title=title: plots.plot_band(
             [r.history for r in cond], [r.marks for r in cond], None, title, text=text),
             f"{label}: the mean over {len(cond)} runs (seeds {seeds_text}) with a min–max band; the strip "
             "below marks each run's steps-to-memorise (▲) and steps-to-grok (◆); grey lines: their medians"
-            + (f"{_unfinished_note(cond)}." if _unfinished_note(cond) else "."), f"mean and band of {label}"))
+            + note + ".", f"mean and band of {label}"))
         blocks.append(Details(f"Each seed of {label} ({len(cond)} figures)", [
             _run_figure(r, label, figure, SEED_FIGURE_DPI, short=True) for r in cond]))
     return blocks

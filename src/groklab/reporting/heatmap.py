@@ -12,7 +12,7 @@ from typing import Any
 
 from groklab import plots
 from groklab.reporting.blocks import Block, Figure
-from groklab.reporting.runs import Run, distinct, fmt_value
+from groklab.reporting.runs import Run, distinct, fmt_value, median_reached
 
 SEED_AXIS = "seed"
 
@@ -30,16 +30,14 @@ def heatmap_cell(runs: Sequence[Run]) -> dict[str, Any]:
     if not done:
         text = "failed" if failed == len(runs) else "not finished" if not failed else f"{failed} failed\nrest not finished"
         return {"value": None, "text": text, "kind": "failed" if failed == len(runs) else "untrained"}
-    grokked = [r.row["steps_to_grok"] for r in done if r.row["steps_to_grok"] is not None]
-    budget = max(r.row["max_steps"] for r in done)
+    grokked, value, budget = median_reached(done, "steps_to_grok")
     incomplete = {"incomplete": True} if untrained else {}  # drawn with the not-trained outline too
     if not grokked:
         return {"value": None, "text": "\n".join([f"never\n(> {budget:,})", *notes]), "kind": "never", **incomplete}
-    value = plots.median([*grokked, *[math.inf] * (len(done) - len(grokked))])
     shown = f"{value:,.0f}" if math.isfinite(value) else f"median\n> {budget:,}"
-    count = [f"{len(grokked)}/{len(runs)} grokked"] if len(runs) > 1 else []
+    count = [f"{grokked}/{len(runs)} grokked"] if len(runs) > 1 else []
     return {"value": value if math.isfinite(value) else None, "text": "\n".join([shown, *count, *notes]),
-            "kind": "grokked" if len(grokked) == len(runs) else "partial", **incomplete}
+            "kind": "grokked" if grokked == len(runs) else "partial", **incomplete}
 
 
 def heatmap_axes(axes: Sequence[str], runs: Sequence[Run]) -> tuple[str, str, list[str]] | None:

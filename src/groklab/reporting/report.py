@@ -16,9 +16,14 @@ from pathlib import Path
 from groklab.errors import GroklabError
 from groklab.files import DIR_MODE, atomic_write
 from groklab.reporting.blocks import figures
-from groklab.reporting.build import Run, _load, build, heatmap_axes, heatmap_cell, run_command, seed_table
+from groklab.reporting.build import build
 from groklab.reporting.render import FILES_DIR, MARKER, to_html, to_markdown
 from groklab.store import rundir
+# names this module held before it was split in two, kept for their callers (tests among them)
+from groklab.reporting.experiment import seed_table
+from groklab.reporting.heatmap import heatmap_axes, heatmap_cell
+from groklab.reporting.runs import Run, run_command
+from groklab.reporting.runs import load as _load
 
 REPORT_HTML, REPORT_MD = rundir.REPORT_FILES[:2]
 __all__ = ["FILES_DIR", "MARKER", "REPORT_HTML", "REPORT_MD", "Run", "_load", "build", "heatmap_axes",

@@ -3,12 +3,14 @@ row, axis values, evaluations, meta.json and config, read from the folders; and 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from groklab import plots
 from groklab.config import SECTION_CLASSES, RunConfig
 from groklab.fields import flag_words
 from groklab.metrics import held_measure
@@ -145,3 +147,11 @@ def status_text(run: Run) -> str:
     if run.status == "pending" and last:
         return f"pending (evaluated up to step {last:,}{of}, stopped before its first checkpoint)"
     return run.status
+
+
+def median_reached(done: Sequence[Run], key: str) -> tuple[int, float, int]:
+    """Of finished runs: how many reached `key` (a step count, None where never), the median over all of them
+    (a run that never got there counted as +inf; +inf when none did) and the longest step budget among them."""
+    values = [r.row[key] for r in done if r.row[key] is not None]
+    middle = plots.median([*values, *[math.inf] * (len(done) - len(values))]) if values else math.inf
+    return len(values), middle, max((r.row["max_steps"] for r in done), default=0)

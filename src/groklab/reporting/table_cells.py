@@ -68,7 +68,7 @@ BUDGET_KEYS = ("max_steps", "lr_decay_steps", "checkpoint_interval", "eval_point
 def settings_line(rows: Sequence[dict], spec: SweepSpec) -> str:
     """The settings that change the numbers (role "is") the runs trained with other than the study's own
     (`reproduce seed-000 --precision tf32`, `--tokenizer number`), in one sentence; "" where there are none."""
-    planned = {p.run_id: flat_fields(p.config) for p in spec.expand(echo=lambda _: None)}
+    planned = {p.run_id: flat_fields(p.config) for p in spec.expand()}
     role = field_roles()
     changed: dict[str, tuple[set, set]] = {}
     for r in rows:
