@@ -14,9 +14,7 @@ from groklab import __version__
 from groklab import cli_commands as commands
 from groklab import cli_options as opt
 from groklab.cli_args import Parser, add_config_flags, add_option_flags, short_usage
-from groklab.config import RunConfig
 from groklab.errors import GroklabError
-from groklab.presets import main_job_config
 
 
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -50,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=EPILOG)
         add_option_flags(p, OPTIONS[name], title=f"{name} options")
         if name in ("train", "run"):
-            add_config_flags(p, RunConfig() if name == "train" else main_job_config())
+            add_config_flags(p, commands.base_config(name))
         elif name in ("sweep", "reproduce"):
             add_config_flags(p, None, skip=("out_dir", "resume"))
         p.usage = short_usage(p)
@@ -106,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command in ("train", "run"):
-        return commands.train_cmd(args, RunConfig() if args.command == "train" else main_job_config(), argv)
+        return commands.train_cmd(args, argv)
     if args.command in ("sweep", "reproduce"):
         return getattr(commands, f"{args.command}_cmd")(args, argv)
     return getattr(commands, f"{args.command}_cmd")(args)

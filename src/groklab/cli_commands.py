@@ -13,6 +13,7 @@ from groklab.cli_args import config_from_args, given_fields, options_from_args
 from groklab.config import RunConfig
 from groklab.errors import GroklabError
 from groklab.extras import check_run_options
+from groklab.presets import main_job_config
 
 
 def data_cmd(args: argparse.Namespace) -> int:
@@ -76,12 +77,18 @@ def result_line(s: dict, plot: bool) -> str:
     return line
 
 
-def train_cmd(args: argparse.Namespace, base: RunConfig, argv: Sequence[str]) -> int:
+def base_config(command: str) -> RunConfig:
+    """What the config flags of `train` (RunConfig's defaults) and of `run` (the main job) override."""
+    return RunConfig() if command == "train" else main_job_config()
+
+
+def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`groklab train` and `groklab run`."""
     from groklab.store.sweepdir import claim_seeds_folder
     from groklab.training.groups import train_many
 
-    o = options_from_args(args, opt.TrainOptions if hasattr(args, "path") else opt.RunOptions)
-    cfg = _positional_source(getattr(o, "path", None), config_from_args(args, base))
+    o = options_from_args(args, opt.TrainOptions if args.command == "train" else opt.RunOptions)
+    cfg = _positional_source(getattr(o, "path", None), config_from_args(args, base_config(args.command)))
     if not cfg.data.has_source:
         raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
     check_run_options([cfg.train])  # before anything is written (--seeds changes only seed and out_dir)

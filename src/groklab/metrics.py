@@ -77,6 +77,13 @@ def held_measure(row: dict, what: str) -> int | None:
     return value
 
 
+def curve_marks(row: dict, text: bool = False) -> dict[str, int | None]:
+    """The steps marked on a run's curves: the held measures, which one dip does not move, where the eye sees
+    the jump; a text run (memorisation only) has no "grokked"."""
+    marks = {"memorised": held_measure(row, "memorise")}
+    return marks if text else marks | {"grokked": held_measure(row, "grok")}
+
+
 def _delay(memorised: int | None, grokked: int | None) -> tuple[int | None, float | None]:
     if memorised is None or grokked is None:
         return None, None

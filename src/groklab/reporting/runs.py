@@ -13,7 +13,7 @@ from typing import Any
 from groklab import plots
 from groklab.config import SECTION_CLASSES, RunConfig
 from groklab.fields import flag_words
-from groklab.metrics import held_measure
+from groklab.metrics import curve_marks
 from groklab.store import rundir, sweepdir
 
 METRIC_KEYS = ("step", "elapsed_s", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
@@ -52,10 +52,7 @@ class Run:
     def marks(self) -> dict[str, int | None]:
         """The steps marked on its curves; a failed run's failure, an unfinished run's last evaluation too; a
         text run has no "grokked"."""
-        # the held measures, which one dip does not move (groklab.metrics), where the eye sees the jump
-        marks = {"memorised": held_measure(self.row, "memorise"), "grokked": held_measure(self.row, "grok")}
-        if self.is_text:
-            del marks["grokked"]
+        marks = curve_marks(self.row, self.is_text)
         if self.status == "failed":
             marks["failed"] = self.row.get("failed_step")
         if self.unfinished and self.history:

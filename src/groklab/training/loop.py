@@ -27,7 +27,7 @@ from groklab.data.examples import stack
 from groklab.training.console import Console, batch_line, config_lines, eval_line, header
 from groklab.training.evaluation import Member, confirmed_grokked, eval_steps, evaluate_members, schedule
 from groklab.training.interrupts import Interrupted, StopRequest, signal_name, stop_on_signals
-from groklab.metrics import grokking_summary, held_measure
+from groklab.metrics import curve_marks, grokking_summary
 from groklab.model.gpt import GPT
 from groklab.plots import plot_curves
 from groklab.engine.precision import check_device
@@ -410,7 +410,5 @@ def _finish(m: Member, device: torch.device, wall: float, reconstruction: dict |
         title = (f"{what} · {m.cfg.model.n_layer} layer(s), d={m.cfg.model.n_embd} · {batch}"
                  f" · lr {m.cfg.optim.learning_rate:g} · wd {m.cfg.optim.weight_decay:g} · seed {m.cfg.train.seed}")
         text = reconstruction is not None
-        # marked where the eye sees it: the held measures, which one dip does not move (groklab.metrics)
-        marks = {"memorised": held_measure(summary, "memorise")} | ({} if text else {"grokked": held_measure(summary, "grok")})
-        plot_curves(m.history, m.run_dir / rundir.CURVES_FILE, title, marks, text=text)
+        plot_curves(m.history, m.run_dir / rundir.CURVES_FILE, title, curve_marks(summary, text), text=text)
     return summary
