@@ -37,7 +37,7 @@ def config_value(base: RunConfig, dest: str):
     return getattr(getattr(base, section), name)
 
 
-@pytest.mark.parametrize("name", [name for name, _ in COMMANDS])
+@pytest.mark.parametrize("name", [name for name, _, _ in COMMANDS])
 def test_every_flag_is_listed_once_with_its_default_said_once(name):
     parser = commands()[name]
     text = parser.format_help()
@@ -91,9 +91,9 @@ def test_defaults_shown_are_the_ones_that_apply():
 def test_the_top_level_help_names_every_command():
     parser = build_parser()
     text = parser.format_help()
-    for name, _ in COMMANDS:
+    for name, _, _ in COMMANDS:
         assert name in parser.description and re.search(rf"^    {name}\b", text, re.M), name
-    assert set(commands()) == {name for name, _ in COMMANDS}
+    assert set(commands()) == {name for name, _, _ in COMMANDS}
 
 
 @pytest.mark.parametrize("argv, message", [

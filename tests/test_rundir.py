@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,21 +40,37 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 # ---------------------------------------------------------------- one writer
 
-def test_a_second_writer_is_refused_in_one_line_and_changes_nothing(tmp_path, capsys, monkeypatch, reliability):
-    cfg = tiny_config(tmp_path / "run")
-    with pytest.raises(GroklabError, match="interrupted"):
-        train_runs([cfg], stop=stop_after(monkeypatch, 7), **QUIET)
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_a_second_writer_is_refused_in_one_line_and_changes_nothing(tmp_path, capsys, monkeypatch, reliability,
+                                                                    command):
+    """A run stopped by Ctrl-C, then the same command while another process holds its folder: refused by the
+    lock, in one line, with nothing said or written before it. (This test once passed its flags to a run of
+    other settings, so the refusal it recorded was the config check's, never the lock's; and `run` said
+    "...: resuming it" before it was refused.)"""
+    argv = [command, "--operators", "+", "--prime", "7", *TINY, "--out_dir", str(tmp_path / "run")]
+    real = Engine.step
+
+    def ctrl_c_at_step_7(self):
+        out = real(self)
+        if self.steps_taken == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Engine, "step", ctrl_c_at_step_7)
+    code, _, err = run_cli(capsys, argv)
+    assert code == 130 and "interrupted (SIGINT) at step 7" in err, (code, err)
     monkeypatch.undo()
     before = snapshot(tmp_path / "run")
     with FolderLock(tmp_path / "run"):  # as another process training it would hold it
-        with pytest.raises(FolderInUse, match=f"is in use by pid {os.getpid()}"):
-            train_runs([cfg.replace(resume=True)], **QUIET)
-        code, _, err = run_cli(capsys, ["train", "--operators", "+", "--prime", "7", *TINY,
-                                        "--out_dir", str(tmp_path / "run"), "--resume"])
+        if command == "train":
+            with pytest.raises(FolderInUse, match=f"is in use by pid {os.getpid()}"):
+                train_runs([rundir.read_config(tmp_path / "run").cfg.replace(resume=True)], **QUIET)
+        code, out, err = run_cli(capsys, argv + ["--resume"])
     line = assert_clean_error(code, err)
+    assert f"is in use by pid {os.getpid()}" in line and out == ""
     assert snapshot(tmp_path / "run") == before
-    reliability("concurrent writers", "a second `groklab train` on a run folder another process holds",
-                f"exit 2, nothing changed: {hide(line, tmp_path)}")
+    reliability("concurrent writers", f"a second `groklab {command}` on a stopped run's folder that another "
+                "process holds", f"exit 2, nothing said before it, nothing changed: {hide(line, tmp_path)}")
 
 
 def test_two_commands_started_at_once_on_one_folder_one_trains_one_is_refused(tmp_path, reliability):

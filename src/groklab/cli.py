@@ -17,22 +17,21 @@ from groklab.cli_args import Parser, add_config_flags, add_option_flags, short_u
 from groklab.errors import GroklabError
 
 
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("data", "write train/val/test equation files and a manifest"),
-    ("train", "train a run (or --seeds: one run a seed, trained together)"),
-    ("run", "the main job: a grokking run on the CPU, with progress and curves"),
-    ("sweep", "train every run of a sweep spec (TOML); resumable"),
-    ("reproduce", "a seed report's or paper's whole study: its runs, its tables (seed-000, seed-003, nanda)"),
-    ("report", "report.html (self-contained) and report.md of a run or a sweep: curves, tables, heatmaps"),
-    ("sample", "generate from a trained run"),
-    ("evaluate", "exact-match accuracy of a run on one of its splits"),
+COMMANDS: tuple[tuple[str, str, type], ...] = (  # name, help, its options (cli_options)
+    ("data", "write train/val/test equation files and a manifest", opt.DataOptions),
+    ("train", "train a run (or --seeds: one run a seed, trained together)", opt.TrainOptions),
+    ("run", "the main job: a grokking run on the CPU, with progress and curves", opt.RunOptions),
+    ("sweep", "train every run of a sweep spec (TOML); resumable", opt.SweepOptions),
+    ("reproduce", "a seed report's or paper's whole study: its runs, its tables (seed-000, seed-003, nanda)",
+     opt.ReproduceOptions),
+    ("report", "report.html (self-contained) and report.md of a run or a sweep: curves, tables, heatmaps",
+     opt.ReportOptions),
+    ("sample", "generate from a trained run", opt.SampleOptions),
+    ("evaluate", "exact-match accuracy of a run on one of its splits", opt.EvaluateOptions),
     ("analyze", "progress measures (Nanda et al.): weight norm; for + - (over Z_p) and * / (over discrete logs) "
-                "the embeddings' Fourier spectrum and restricted/excluded loss"),
-    ("export", "a run for other tools: a Hugging Face GPT-2 folder or a plain torch module"),
+                "the embeddings' Fourier spectrum and restricted/excluded loss", opt.AnalyzeOptions),
+    ("export", "a run for other tools: a Hugging Face GPT-2 folder or a plain torch module", opt.ExportOptions),
 )
-OPTIONS = {"data": opt.DataOptions, "train": opt.TrainOptions, "run": opt.RunOptions, "sweep": opt.SweepOptions,
-           "reproduce": opt.ReproduceOptions, "report": opt.ReportOptions, "sample": opt.SampleOptions,
-           "evaluate": opt.EvaluateOptions, "analyze": opt.AnalyzeOptions, "export": opt.ExportOptions}
 EPILOG = ("`groklab COMMAND --help` lists a command's flags. Every flag also takes its dashed form "
           "(--n-layer for --n_layer).")
 
@@ -40,13 +39,13 @@ EPILOG = ("`groklab COMMAND --help` lists a command's flags. Every flag also tak
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="groklab", epilog=EPILOG,
                     description="Train small GPTs on modular arithmetic until they grok, and study them. "
-                                f"Commands: {', '.join(name for name, _ in COMMANDS)}.")
+                                f"Commands: {', '.join(name for name, _, _ in COMMANDS)}.")
     parser.add_argument("--version", action="version", version=f"groklab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in COMMANDS:
+    for name, help_text, options in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                            epilog=EPILOG)
-        add_option_flags(p, OPTIONS[name], title=f"{name} options")
+        add_option_flags(p, options, title=f"{name} options")
         if name in ("train", "run"):
             add_config_flags(p, commands.base_config(name))
         elif name in ("sweep", "reproduce"):

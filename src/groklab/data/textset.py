@@ -7,12 +7,11 @@ a manifest that is not ours, a folder holding equations too, or an empty text is
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import groklab
-from groklab.data.equations import MANIFEST_FILE, MAX_TEXT_BYTES, TEXT_FILE, write_data_folder
+from groklab.data.equations import MANIFEST_FILE, MAX_TEXT_BYTES, TEXT_FILE, _sha256, write_data_folder
 from groklab.data.parse import read_json_manifest, read_text_file
 from groklab.errors import DataError
 from groklab.files import parse_json
@@ -20,12 +19,8 @@ from groklab.files import parse_json
 TEXT_MANIFEST_FORMAT = "groklab-text/1"
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def text_manifest(text: str) -> dict:
-    return {"format": TEXT_MANIFEST_FORMAT, "characters": len(text), "sha256": {TEXT_FILE: _sha256(text)},
+    return {"format": TEXT_MANIFEST_FORMAT, "characters": len(text), "sha256": {TEXT_FILE: _sha256(text.encode("utf-8"))},
             "groklab_version": groklab.__version__}
 
 
@@ -86,7 +81,7 @@ def read_text_folder(folder: str | os.PathLike[str]) -> str:
     text = read_text_file(path)
     if (root / MANIFEST_FILE).exists():
         digest = read_manifest(root / MANIFEST_FILE)["sha256"][TEXT_FILE]
-        if _sha256(text) != digest:
+        if _sha256(text.encode("utf-8")) != digest:
             raise DataError(f"{path}: does not match {root / MANIFEST_FILE} (sha256 differs): it changed after it "
                             "was written; write it again with `groklab data --text` or delete manifest.json")
     return text

@@ -157,10 +157,8 @@ class ManyRuns:
                 continue
             if p.kind in ("done", "failed"):
                 self.results[i] = finished_result(c, p)
-            else:
+            else:  # a resume is said once its folder is claimed (open_group), not here: another process may hold it
                 self.starts[i] = p.step
-                if p.kind == "resume":
-                    self.log(f"{c.train.out_dir} holds this run, stopped at step {p.step:,}: resuming it")
         return [i for i, r in enumerate(self.results) if r is None]
 
     def chunks(self, todo: list[int], workers: int) -> list[list[int]]:
