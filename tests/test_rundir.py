@@ -18,15 +18,13 @@ import torch
 from safetensors.torch import load_file
 
 from groklab.store import rundir
-from groklab.config import SECTION_CLASSES, RunConfig, field_roles
+from groklab.config import SECTION_CLASSES, field_roles
 from groklab.data.equations import DatasetSpec, make_splits, write_dataset
 from groklab.engine.step import Engine
 from groklab.errors import CheckpointError, GroklabError
 from groklab.lock import FolderInUse, FolderLock
-from groklab.store.loadrun import load_run
-from groklab.analysis.sample import evaluate_split
 from groklab.training.loop import train_runs
-from helpers import assert_clean_error, hide, run_cli, same_tensors, stop_after, tiny_config
+from helpers import assert_clean_error, hide, run_cli, stop_after, tiny_config
 
 QUIET = {"log": lambda _: None}
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--batch_size", "8", "--max_steps", "12",
