@@ -119,7 +119,7 @@ class ManyRuns:
                  isolate: bool = False, concurrent: int | None = None, retry_failed: bool = False,
                  train_part: Callable[..., list[dict]] = train_runs, open_part: Callable[..., OpenGroup] = open_group):
         self.configs, self.argv, self.max_group = list(configs), argv, max_group
-        self.log = log if log is not None else _silent  # None: nothing is printed (the Python API's default)
+        self.log = log  # None: nothing is printed (the Python API's default), by the groups either
         self.progress, self.isolate, self.concurrent, self.retry_failed = progress, isolate, concurrent, retry_failed
         self.train_part, self.open_part = train_part, open_part
         self.results: list[dict | None] = [None] * len(self.configs)
@@ -129,11 +129,15 @@ class ManyRuns:
         self.stopped: list[Interrupted] = []  # what each interrupted group said
 
     # ------------------------------------------------------------ planning
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
     def _failed(self, i: int, reason: str) -> None:
         if not self.isolate:
             raise GroklabError(reason)
         self.results[i] = fail_run(self.configs[i], reason)
-        self.log(f"{self.configs[i].train.out_dir}: {reason}")
+        self._say(f"{self.configs[i].train.out_dir}: {reason}")
 
     def prepare(self) -> list[int]:
         """Load each run's data and decide what its folder needs; the indices left to train."""
@@ -153,7 +157,7 @@ class ManyRuns:
                 if not self.isolate:
                     raise
                 self.results[i] = {"status": "failed", "run_dir": c.train.out_dir, "step": None, "reason": str(e)}
-                self.log(str(e))
+                self._say(str(e))
                 continue
             if p.kind in ("done", "failed"):
                 self.results[i] = finished_result(c, p)
@@ -170,7 +174,7 @@ class ManyRuns:
 
     # ------------------------------------------------------------ running
     def guarded(self, part: list[int], fn: Callable[[list[RunConfig]], object], pending: list[list[int]] | None,
-                log: Callable[[str], None]):
+                log: Callable[[str], None] | None):
         """fn(the part's configs) under the error policy: its value; or the part's failure records; or None
         when out of GPU memory split it in two (queued on `pending`; None: it may not be split)."""
         cfgs = [self.configs[i] for i in part]
@@ -194,7 +198,8 @@ class ManyRuns:
                     raise error from None
                 return [fail_run(c, str(error)) for c in cfgs]
             half = len(part) // 2
-            log(f"out of GPU memory with {len(part)} runs at once: splitting into {half} + {len(part) - half}")
+            if log is not None:
+                log(f"out of GPU memory with {len(part)} runs at once: splitting into {half} + {len(part) - half}")
             pending[:0] = [part[:half], part[half:]]
             return None
         except (GroklabError, RuntimeError, ValueError) as e:
@@ -212,13 +217,13 @@ class ManyRuns:
         for i, result in zip(part, out or []):
             self.results[i] = result
 
-    def _args(self, log: Callable[[str], None], part: list[int]) -> dict:
+    def _args(self, log: Callable[[str], None] | None, part: list[int]) -> dict:
         """What train_runs / open_group take besides the configs, for this part."""
         steps = (lambda n, k=len(part): self.progress.run_steps(n * k)) if self.progress else None
         return {"argv": self.argv, "log": log, "datas": [self.datas[i] for i in part], "on_steps": steps,
                 "retry_failed": self.retry_failed}
 
-    def train_chunk(self, chunk: list[int], log: Callable[[str], None]) -> None:
+    def train_chunk(self, chunk: list[int], log: Callable[[str], None] | None) -> None:
         pending = [chunk]
         while pending and not self.stop:
             part = pending.pop(0)
@@ -231,7 +236,7 @@ class ManyRuns:
                 raise
             self._finished(part, out)
 
-    def train_wave(self, wave: list[tuple[list[int], Callable[[str], None]]], device: torch.device) -> None:
+    def train_wave(self, wave: list[tuple[list[int], Callable[[str], None] | None]], device: torch.device) -> None:
         """Several groups on one GPU at once: each is opened (its step captured as a CUDA graph) here, one
         after another, before any trains; then each trains in its own thread and CUDA stream. A capture while
         other threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
@@ -294,11 +299,13 @@ class ManyRuns:
         workers = min(workers, len(chunks))
         if workers > 1 and device.type == "cuda" and any(self.configs[i].model.dropout > 0 for i in todo):
             # a captured graph reads the global generator's seed at replay; each group reseeds it when opened
-            self.log("dropout > 0: groups train one after another on a GPU, so that each replays its own random stream")
+            self._say("dropout > 0: groups train one after another on a GPU, so that each replays its own random stream")
             workers = 1
 
-        def tagged(k: int) -> Callable[[str], None]:
-            return self.log if workers <= 1 else (lambda line: self.log(f"[group {k + 1}/{len(chunks)}] {line}"))
+        def tagged(k: int) -> Callable[[str], None] | None:
+            if self.log is None or workers <= 1:
+                return self.log
+            return lambda line, say=self.log: say(f"[group {k + 1}/{len(chunks)}] {line}")
 
         tagged_chunks = [(chunk, tagged(k)) for k, chunk in enumerate(chunks)]
         try:
@@ -316,10 +323,6 @@ class ManyRuns:
                     self.train_wave(tagged_chunks[first:first + workers], device)
         except Interrupted:
             self.stop.request(self.stop.signum or 2)  # the others stop too; run() says it once
-
-
-def _silent(_line: str) -> None:
-    pass
 
 
 def train_many(configs: Sequence[RunConfig], argv: list[str] | None = None,
