@@ -113,6 +113,40 @@ def test_cli_rejects_a_typo_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_sweep_stopped_after_a_run_failed_resumes_the_survivor_exactly(tmp_path, monkeypatch, reliability):
+    """One group, one run that goes non-finite and one that trains; Ctrl-C after the failure, then the same
+    sweep: the survivor resumes in a group of one. It ended 0.01 apart in weights from an uninterrupted sweep,
+    since a lone run normalised with another LayerNorm kernel than a group; now a run does the same arithmetic
+    in a group of any size (CPU)."""
+    from groklab.engine.step import Engine
+    from groklab.experiments.sweep import Interrupted
+
+    spec = load_spec(write_spec(tmp_path, "[grid]\nlr = [3e-3, 1e3]\n", TINY_BASE + 'device = "cpu"\n'))
+    run_sweep(spec, tmp_path / "whole", echo=lambda _: None)
+    real = Engine.step
+
+    def ctrl_c_at_step_25(self):
+        out = real(self)
+        if self.steps_taken == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Engine, "step", ctrl_c_at_step_25)
+    with pytest.raises(Interrupted):
+        run_sweep(spec, tmp_path / "stopped", echo=lambda _: None)
+    monkeypatch.undo()
+    failed = tmp_path / "stopped/runs/tiny/learning_rate=1000"
+    assert (failed / "failed.json").exists() and saved_step(tmp_path / "stopped/runs/tiny/learning_rate=0.003") == 25
+    counts = run_sweep(spec, tmp_path / "stopped", echo=lambda _: None)
+    assert counts == {"done": 1, "failed": 1, "partial": 0, "pending": 0}
+    a, b = (tmp_path / d / "runs/tiny/learning_rate=0.003" for d in ("whole", "stopped"))
+    assert metrics(a) == metrics(b) and same_tensors(a / "model.safetensors", b / "model.safetensors")
+    assert same_tensors(a / "state.safetensors", b / "state.safetensors")
+    reliability("interrupts", "Ctrl-C in a sweep after one run of a group failed, then the same command (the "
+                "survivor resumes alone)", "the survivor's weights, Adam state and evaluations bit-identical to an "
+                "uninterrupted sweep")
+
+
 def test_sweep_records_failures_isolates_them_and_skips_finished_runs(tmp_path):
     # on the CPU: the runs alone must equal them in a group to the bit; on a GPU a group of another size runs its
     # GEMMs at other shapes, for which cuBLAS may choose other algorithms (other rounding)

@@ -183,9 +183,9 @@ def _layer_norm(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> tor
     weight, bias = p.get(f"{prefix}.weight"), p.get(f"{prefix}.bias")
     if weight is None:  # layer_norm off: the model has no LayerNorm (Nanda et al.'s)
         return x
-    if x.shape[0] == 1:  # one run: the fused affine kernel (one pass forward and backward)
-        return F.layer_norm(x, x.shape[-1:], weight[0], None if bias is None else bias[0], eps=1e-5)
-    # per-run gains: normalise without affine, then scale/shift with (E, 1, 1, C) broadcasts
+    # per-run gains: normalise without affine, then scale/shift with (E, 1, 1, C) broadcasts. One run too: the
+    # fused affine kernel rounds otherwise, and a run must do the same arithmetic alone as in any group (a sweep
+    # resumed after a member failed, or with another --max_group, resumes it in a group of another size)
     y = F.layer_norm(x, x.shape[-1:], eps=1e-5) * weight[:, None, None, :]
     return y if bias is None else y + bias[:, None, None, :]
 
