@@ -241,6 +241,41 @@ def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     return F.dropout(x, p, training=True) if p > 0 else x
 
 
+class _EmbeddingSummedByProduct(torch.autograd.Function):
+    """Run e's ids (E, B, T) looked up in its own table wte[e] (E, V, C), whose table gradient is a one-hot
+    matrix product. An embedding's own backward adds each token's gradient into its row, which inductor
+    compiles to atomic additions: their order, and so the rounding, changed from one process to the next (a
+    `--compile` run did not repeat itself, CPU and GPU alike). A product sums in a fixed order."""
+
+    @staticmethod
+    def forward(ctx, idx: torch.Tensor, wte: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(idx)
+        ctx.vocab = wte.shape[1]
+        return _lookup(idx, wte)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (idx,) = ctx.saved_tensors
+        E, B, T, C = grad.shape
+        onehot = (idx.reshape(E, B * T, 1) == torch.arange(ctx.vocab, device=idx.device)).to(grad.dtype)
+        return None, torch.bmm(onehot.transpose(1, 2), grad.reshape(E, B * T, C))  # (E, V, C)
+
+
+def _lookup(idx: torch.Tensor, wte: torch.Tensor) -> torch.Tensor:
+    """Ids (E, B, T) -> rows of each run's own table (E, B, T, C): one embedding into the (E*V, C) stack."""
+    E, V, C = wte.shape
+    offsets = (torch.arange(E, device=idx.device) * V)[:, None, None]
+    return F.embedding(idx + offsets, wte.reshape(E * V, C))
+
+
+def _embed(idx: torch.Tensor, wte: torch.Tensor) -> torch.Tensor:
+    """The token embedding; compiled code takes the fixed-order gradient (eager code is unchanged: its
+    embedding backward does not depend on timing)."""
+    if torch.compiler.is_compiling():
+        return _EmbeddingSummedByProduct.apply(idx, wte)
+    return _lookup(idx, wte)
+
+
 def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """x (E, B, T, C), positions (E, B, K) -> x at those positions (E, B, K, C)."""
     return torch.gather(x, 2, positions[..., None].expand(-1, -1, -1, x.shape[-1]))
@@ -264,9 +299,7 @@ def forward(
         raise ValueError(f"sequence of {T} tokens is longer than block_size {cfg.block_size}")
     wte = p["wte"]  # (E, V, C)
     V, C, H = wte.shape[1], cfg.n_embd, cfg.n_head
-    # embedding lookup of run e in its own table: offset ids into the (E*V, C) stack of tables
-    offsets = (torch.arange(E, device=idx.device) * V)[:, None, None]
-    x = F.embedding(idx + offsets, wte.reshape(E * V, C))  # (E, B, T, C)
+    x = _embed(idx, wte)  # (E, B, T, C)
     x = x + p["wpe"][:, None, :T, :]
     x = _dropout(x, dropout)
     act = F.relu if cfg.activation == "relu" else F.gelu
