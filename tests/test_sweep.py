@@ -173,7 +173,8 @@ def test_sweep_records_failures_isolates_them_and_skips_finished_runs(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out/runs").rglob("metrics.jsonl")}
     lines = []
     assert run_sweep(spec, tmp_path / "out", echo=lines.append)["done"] == 2
-    assert "4 already finished · 0 to train" in lines[0]
+    # a failed run is not a finished one: the start line says which are which
+    assert "2 already finished · 2 failed (kept: --retry_failed trains them again) · 0 to train" in lines[0]
     assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "out/runs").rglob("metrics.jsonl")}
     # a failed run is tried again only when asked
     assert run_sweep(spec, tmp_path / "out", retry_failed=True, echo=lambda _: None)["failed"] == 2

@@ -134,6 +134,15 @@ class SweepSpec:
         return runs
 
 
+def require_data(spec: SweepSpec, runs: list[PlannedRun]) -> None:
+    """A run without a data source can never train: a sweep of such runs is a mistake in its spec (or its
+    flags), refused before its folder is made rather than recorded as runs that all fail."""
+    missing = next((r for r in runs if not r.config.data.has_source), None)
+    if missing is not None:
+        raise SpecError(f"{spec.where}: experiment {missing.experiment!r}: no data: set operators and prime, data_dir "
+                        "or text_file in [base] (or give them as flags, e.g. --operators + --prime 97)")
+
+
 def _slug_value(field: str, value: Any) -> str:
     if field == "operators" and isinstance(value, str):
         names = []
@@ -251,6 +260,9 @@ def parse_spec(text: str, where: str = "spec", root: Path | None = None) -> Swee
     except RecursionError:
         raise SpecError(f"{where}: not valid TOML (arrays or tables nested too deeply)") from None
     root = root or Path.cwd()
+    if not raw:
+        raise SpecError(f"{where}: an empty spec: it describes no runs (give [base] fields and a [grid], or "
+                        "[[experiment]] tables)")
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise SpecError(f"{where}: unknown top-level key {unknown[0]!r} (expected one of {', '.join(sorted(_TOP_KEYS))};"

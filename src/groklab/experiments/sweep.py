@@ -8,6 +8,7 @@ an interrupt is never a failure). One sweep writes a folder at a time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import threading
 import time
@@ -20,8 +21,10 @@ from groklab.config import RunConfig, differences
 from groklab.errors import GroklabError
 from groklab.training.groups import train_many
 from groklab.training.interrupts import Interrupted
-from groklab.experiments.spec import MAX_RUNS, SpecError, SweepSpec
-from groklab.store.sweepdir import LOG_FILE, SWEEP_FILE, SweepFolder, SweepRun, read_sweep, run_folder, write_store
+from groklab.experiments.spec import MAX_RUNS, PlannedRun, SpecError, SweepSpec, require_data
+from groklab.lock import FolderLock, entries
+from groklab.store.sweepdir import (LOG_FILE, SWEEP_FILE, SweepFolder, SweepRun, ran_config, read_sweep, run_folder,
+                                     write_store)
 
 
 def _wandb_group(cfg: RunConfig, name: str) -> dict[str, str]:
@@ -31,21 +34,29 @@ def _wandb_group(cfg: RunConfig, name: str) -> dict[str, str]:
 
 def prepare(folder: SweepFolder, spec: SweepSpec, overrides: Mapping[str, Any] | None = None,
             argv: Sequence[str] | None = None, max_runs: int = MAX_RUNS,
-            echo: Callable[[str], None] = print) -> list[SweepRun]:
-    """Expand the spec into run configs under the (claimed) sweep folder and write spec.toml and sweep.json.
-    A sweep folder can be extended (new runs are added) and run with other execution settings (device,
-    compile, ...), but a run that exists there with a different config of what it is, is refused."""
+            echo: Callable[[str], None] = print, retry_failed: bool = False,
+            planned: Sequence[PlannedRun] | None = None) -> list[SweepRun]:
+    """Expand the spec into run configs under the (claimed) sweep folder, check the folder and every run
+    folder, then write sweep.json and spec.toml. A sweep folder belongs to one spec: the same spec may be
+    extended (more values on its axes, more experiments: the new runs are added) and run with other
+    execution settings (device, compile, ...), but another spec (another name, other axes, runs that are
+    something else) or a run that exists there with a different config of what it is, is refused, and so is
+    a run folder that is not that run's or is in use: all before anything is written or trains."""
     out = folder.path.resolve()  # absolute: Ray workers do not share the driver's working directory
-    planned = spec.expand(overrides, max_runs=max_runs, echo=echo)
+    if planned is None:
+        planned = spec.expand(overrides, max_runs=max_runs, echo=echo)
     # each run's lines go to sweep.log, which stays whole whatever the console shows (--quiet)
     runs = [SweepRun(p.run_id, p.experiment, p.params,
                      p.config.replace(out_dir=str(out / run_folder(p.run_id)), progress=False,
                                       verbosity="verbose" if p.config.train.verbosity == "verbose" else "normal",
                                       **_wandb_group(p.config, spec.name)), run_folder(p.run_id))
             for p in planned]
+    old_header: dict[str, Any] = {}
     previous: dict[str, SweepRun] = {}
     if (out / SWEEP_FILE).exists():
-        previous = {r.run_id: r for r in read_sweep(out)[1]}
+        old_header, old_runs = read_sweep(out)
+        previous = {r.run_id: r for r in old_runs}
+        refuse_another_spec(folder.path, old_header, spec)
     for r in runs:
         old = previous.get(r.run_id)
         changed = differences(old.config, r.config) if old is not None else []
@@ -53,11 +64,79 @@ def prepare(folder: SweepFolder, spec: SweepSpec, overrides: Mapping[str, Any] |
             name, was, now = changed[0]
             raise SpecError(f"{out}: run {r.run_id} already exists there with {name}={was!r} (now {now!r}); "
                             "use another --out for a changed sweep")
+    refuse_other_runs(folder.path, spec, list(previous.values()), runs)
+    check_run_folders(runs)
+    # a run that will not train now keeps the record of what it trained with, not this command's settings
+    runs = [r if _trains(r, retry_failed) else dataclasses.replace(r, config=ran_config(r.run_dir, r.config))
+            for r in runs]
     kept = [r for r in previous.values() if r.run_id not in {x.run_id for x in runs}]
-    header = {"name": spec.name, "description": spec.description, "kind": "spec",
-              "experiments": [{"name": e.name, "description": e.description, "axes": e.axes} for e in spec.experiments]}
+    names = {e.name for e in spec.experiments}
+    experiments = [{"name": e.name, "description": e.description, "axes": e.axes} for e in spec.experiments]
+    experiments += [e for e in old_header.get("experiments", []) if isinstance(e, dict) and e.get("name") not in names]
+    header = {"name": spec.name, "description": spec.description, "kind": "spec", "experiments": experiments}
     folder.write(header, kept + runs, argv, spec.source)
     return runs
+
+
+def _trains(run: SweepRun, retry_failed: bool) -> bool:
+    st = rundir.status(run.run_dir)
+    return st in ("partial", "pending") or (st == "failed" and retry_failed)
+
+
+def refuse_another_spec(out: Path, header: Mapping[str, Any], spec: SweepSpec) -> None:
+    """A sweep folder belongs to the spec that made it (by name): another spec on it would merge two sweeps
+    under one title, or take over a `train --seeds` folder."""
+    if header.get("kind") == "seeds":
+        raise GroklabError(f"{out} is the folder of `groklab train --seeds` ({header.get('name')!r}); sweep "
+                           f"{spec.name!r} ({spec.where}) may not train into it: give it another --out")
+    name = header.get("name")
+    if name is not None and name != spec.name:
+        raise GroklabError(f"{out} holds sweep {name!r}, and {spec.where} is sweep {spec.name!r}: a sweep folder "
+                           "belongs to one spec; give this one another --out")
+
+
+def refuse_other_runs(out: Path, spec: SweepSpec, previous: Sequence[SweepRun], runs: Sequence[SweepRun]) -> None:
+    """Extending a sweep adds values to its axes: an experiment already in the folder keeps its axes, and its
+    new runs are the same runs as the old ones in every field of what a run is but those axes."""
+    for exp in spec.experiments:
+        old = [r for r in previous if r.experiment == exp.name]
+        new = [r for r in runs if r.experiment == exp.name]
+        if not old or not new:
+            continue
+        if set(old[0].params) != set(exp.axes):
+            raise GroklabError(f"{out}: experiment {exp.name!r} there varies {', '.join(old[0].params) or 'nothing'}, "
+                               f"and {spec.where} varies {', '.join(exp.axes) or 'nothing'}: that is another sweep; "
+                               "give it another --out")
+        axes = set(exp.axes)
+        changed = [d for d in differences(old[0].config, new[0].config) if d[0] not in axes]
+        if changed:
+            field, was, now = changed[0]
+            raise GroklabError(f"{out}: the runs of experiment {exp.name!r} there have {field}={was!r}, and "
+                               f"{spec.where} gives {field}={now!r}: that is another sweep; give it another --out")
+
+
+def check_run_folders(runs: Sequence[SweepRun]) -> None:
+    """Every run folder, before anything is written or trains: empty or groklab's, holding this run if any,
+    and not in use by another command (which would stop the sweep half-way)."""
+    for r in runs:
+        if r.run_dir.exists() and not r.run_dir.is_dir():
+            raise GroklabError(f"{r.run_dir}: is a file, where run {r.run_id} of this sweep lives; move it away, or "
+                               "give the sweep another --out")
+        present = entries(r.run_dir)
+        if not present:
+            continue
+        if not rundir.is_ours(r.run_dir):
+            shown = ", ".join(present[:6]) + (f", ... ({len(present)} in all)" if len(present) > 6 else "")
+            raise GroklabError(f"{r.run_dir}: holds files groklab did not write ({shown}), where run {r.run_id} of "
+                               "this sweep lives; move them away, or give the sweep another --out")
+        if (r.run_dir / rundir.CONFIG_FILE).is_file():
+            saved = rundir.read_config(r.run_dir).cfg
+            changed = differences(saved, r.config, roles=("is",))
+            if changed:
+                field, was, now = changed[0]
+                raise GroklabError(f"{r.run_dir}: holds a run with {field}={was!r}, and this sweep's run "
+                                   f"{r.run_id} has {field}={now!r}; move it away, or give the sweep another --out")
+        FolderLock(r.run_dir).acquire().release()  # raises FolderInUse naming the folder
 
 
 PROGRESS_INTERVAL = 30.0  # seconds between the progress lines of a sweep whose bar is off (a log, nohup)
@@ -183,8 +262,10 @@ def run_sweep(spec: SweepSpec, out: str | Path | SweepFolder, overrides: Mapping
     written, when SIGINT/SIGTERM stopped it. `out`: a folder, or a SweepFolder the caller has claimed."""
     if backend not in ("local", "ray"):
         raise GroklabError(f"--backend must be 'local' or 'ray', got {backend!r}")
+    planned = spec.expand(overrides, max_runs=max_runs, echo=echo)
+    require_data(spec, planned)  # before the folder is made
     with (contextlib.nullcontext(out) if isinstance(out, SweepFolder) else SweepFolder(out)) as folder:
-        runs = prepare(folder, spec, overrides, argv, max_runs, echo)
+        runs = prepare(folder, spec, overrides, argv, max_runs, echo, retry_failed, planned)
         log = folder.log()
         todo_status = [rundir.status(r.run_dir) for r in runs]
         todo = [r.config for r, st in zip(runs, todo_status) if st in ("partial", "pending")
@@ -192,16 +273,17 @@ def run_sweep(spec: SweepSpec, out: str | Path | SweepFolder, overrides: Mapping
         resuming = sum(st == "partial" or (st == "failed" and retry_failed) for st in todo_status)
         verbosity = sweep_verbosity(spec, overrides)
         if verbosity != "quiet":
-            echo(f"sweep {spec.name}: {len(runs)} runs in {folder.path} · {len(runs) - len(todo)} already finished · "
+            echo(f"sweep {spec.name}: {len(runs)} runs in {folder.path} · {_start_counts(todo_status, retry_failed)}"
                  f"{len(todo)} to train ({resuming} resuming) · backend {backend} · log {folder.path / LOG_FILE}")
         live = LiveLine(spec.name, runs, echo, show=verbosity != "quiet")
         if verbosity == "verbose":  # the groups' lines on the console too, not only in sweep.log
             log = _tee(log, live.write)
         interrupted: Interrupted | None = None
+        said: list[dict] = []  # what each run's training ended with (a refused run: why, its folder untouched)
         try:
             if backend == "local":
-                train_many(todo, argv=list(argv) if argv else None, log=log, max_group=max_group, progress=live,
-                           isolate=True, concurrent=concurrent_groups, retry_failed=retry_failed)
+                said = train_many(todo, argv=list(argv) if argv else None, log=log, max_group=max_group,
+                                  progress=live, isolate=True, concurrent=concurrent_groups, retry_failed=retry_failed)
             else:
                 from groklab.experiments.ray_backend import train_on_ray
 
@@ -223,4 +305,25 @@ def run_sweep(spec: SweepSpec, out: str | Path | SweepFolder, overrides: Mapping
                 echo(f"  failed: {r.run_id}: {rundir.read_failure(r.run_dir).get('reason')}")
         if interrupted is not None:
             raise Interrupted(interrupted.signum, f"{interrupted}; {unfinished} run(s) unfinished, none marked failed")
+        if unfinished:  # not stopped, yet not all trained: never a success
+            raise GroklabError(_unfinished_line(spec.name, runs, said, unfinished, folder.path / LOG_FILE))
         return tally
+
+
+def _start_counts(statuses: Sequence[str], retry_failed: bool) -> str:
+    """'3 already finished · ' and, for failed runs that stay as they are, '1 failed (kept: --retry_failed
+    trains it again) · ': a failed run is not a finished one."""
+    done = statuses.count("done")
+    kept = 0 if retry_failed else statuses.count("failed")
+    return f"{done} already finished · " + (f"{kept} failed (kept: --retry_failed trains them again) · " if kept else "")
+
+
+def _unfinished_line(name: str, runs: Sequence[SweepRun], said: Sequence[dict], unfinished: int, log: Path) -> str:
+    """Why runs of a sweep that was not interrupted are still unfinished: the first one's reason."""
+    reasons = {str(Path(r.get("run_dir", ""))): r.get("reason") for r in said if r.get("reason")}
+    left = [r for r in runs if rundir.status(r.run_dir) in ("partial", "pending")]
+    shown = next((r for r in left if reasons.get(str(r.run_dir))), left[0])
+    why = reasons.get(str(shown.run_dir))
+    first = f"{shown.run_id}: {why}" if why else f"{shown.run_id} (see {log})"
+    more = f" (and {unfinished - 1} more; see {log})" if unfinished > 1 else ""
+    return f"sweep {name}: {unfinished} run(s) not trained: {first}{more}; fix that and run the same command again"

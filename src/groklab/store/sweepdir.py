@@ -24,7 +24,7 @@ from groklab.store import rundir
 from groklab.config import ConfigError, RunConfig
 from groklab.errors import CheckpointError, GroklabError
 from groklab.files import append_text, atomic_write, read_json, require, write_json
-from groklab.lock import FolderLock
+from groklab.lock import LOCK_FILE, FolderLock
 
 SWEEP_FILE = "sweep.json"
 SPEC_FILE = "spec.toml"
@@ -92,10 +92,12 @@ def read_sweep(out: Path) -> tuple[dict[str, Any], list[SweepRun]]:
 
 
 def is_ours(out: Path) -> bool:
+    """A sweep folder: its sweep.json reads, or it is one that a sweep began and died in before writing it
+    (spec.toml alone, beside the lock file that only a writer which passed this check creates)."""
     try:
         read_sweep(out)
     except GroklabError:
-        return False
+        return rundir.entries(out) == [SPEC_FILE] and (out / LOCK_FILE).is_file() and not (out / SWEEP_FILE).exists()
     return True
 
 
@@ -117,7 +119,21 @@ class SweepFolder:
         self.lock = FolderLock(self.path)
 
     def claim(self) -> "SweepFolder":
-        self.lock.acquire_checked(refuse_foreign)  # a foreign folder is left as it was
+        """Take the lock, refusing a folder that is not a sweep's: checked first, so that a foreign folder is
+        left as it was, and again once held, for what another writer did meanwhile."""
+        try:
+            refuse_foreign(self.path)
+        except GroklabError:
+            # a lock file: groklab has written here, and another sweep may be writing it right now (spec.toml
+            # without its sweep.json yet); the lock says "in use" if so, and the check below runs once held
+            if not (self.path / LOCK_FILE).is_file():
+                raise
+        self.lock.acquire()
+        try:
+            refuse_foreign(self.path)
+        except BaseException:
+            self.lock.release()
+            raise
         return self
 
     def close(self) -> None:
@@ -137,14 +153,15 @@ class SweepFolder:
         commands = [c for c in old.get("commands", [old["argv"]] if old.get("argv") else []) if isinstance(c, list)]
         if argv:
             commands.append(list(argv))
-        if spec_source is not None:
-            atomic_write(self.path / SPEC_FILE, spec_source)
+        # sweep.json first: it is what makes the folder a sweep's, so a kill between the two leaves one
         write_json(self.path / SWEEP_FILE, {
             **header, "format": SWEEP_FORMAT, "argv": old.get("argv") or (list(argv) if argv else None),
             "commands": commands,
             "runs": [{"run_id": r.run_id, "experiment": r.experiment, "params": r.params, "folder": r.folder,
                       "config": r.config.to_dict()} for r in runs],
         })
+        if spec_source is not None:
+            atomic_write(self.path / SPEC_FILE, spec_source)
 
     def log(self) -> Callable[[str], None]:
         return log_to(self.path / LOG_FILE)
@@ -174,15 +191,38 @@ def runs_of(folder: Path) -> list[dict[str, Any]]:
     raise GroklabError(f"{folder}: neither a sweep folder ({SWEEP_FILE}) nor a run folder ({rundir.CONFIG_FILE})")
 
 
+def ran_config(run_dir: Path, planned: RunConfig) -> RunConfig:
+    """The config a run folder says its run trained with: config.json's, with what its last resume changed in
+    how it executes (meta.json's resumes; each records its changes against config.json, which a resume
+    never rewrites); `planned` (its sweep.json record) where it has not started. out_dir: `planned`'s, where
+    the folder is now."""
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        return planned
+    try:
+        cfg = rundir.read_config(run_dir).cfg
+        resumes = rundir.read_meta(run_dir).get("resumes") or []
+    except GroklabError:  # a damaged file: the report names it; the row keeps what the sweep planned
+        return planned
+    changed = resumes[-1].get("changed") if resumes else None
+    if isinstance(changed, dict):
+        try:
+            cfg = cfg.replace(**{k: v[1] for k, v in changed.items() if isinstance(v, list) and len(v) == 2})
+        except (ConfigError, TypeError):
+            pass  # not a record groklab wrote: config.json alone
+    return cfg.replace(out_dir=planned.train.out_dir)
+
+
 def collect(folder: str | Path) -> tuple[list[dict], list[dict]]:
-    """(run rows, evaluation rows) as plain dicts, read from the run folders."""
+    """(run rows, evaluation rows) as plain dicts, read from the run folders: each row's config is what its
+    folder says the run trained with, not what the latest command on the sweep asked for."""
     run_rows, eval_rows = [], []
     for r in runs_of(Path(folder)):
         run_dir: Path = r["run_dir"]
         status = rundir.status(run_dir)
         history = rundir.read_metrics(run_dir)
         row: dict[str, Any] = {"run_id": r["run_id"], "experiment": r["experiment"], "status": status}
-        for section in r["config"].values():
+        config = ran_config(run_dir, RunConfig.from_dict(r["config"])).to_dict()
+        for section in config.values():
             row.update(section)
         summary = rundir.read_summary(run_dir) if status == "done" else {}
         for k in SUMMARY_KEYS:
