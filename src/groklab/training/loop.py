@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from groklab.store import rundir
-from groklab.config import ModelConfig, RunConfig
+from groklab.config import ModelConfig, RunConfig, TrainConfig
 from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device  # noqa: F401  (benchmarks import it from here)
 from groklab.engine.step import Engine
@@ -272,6 +272,9 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
         taken.flush()
         return Interrupted(stop.signum or 2, f"interrupted ({signal_name(stop.signum or 2)}) at step {step:,}")
 
+    if _stopped_early_before(members, start, tcfg):
+        targets = iter(())  # the run ended at its saved step; a stop there only kept it from saying so
+        console.say(_early_stop_line(tcfg, E, start))
     try:
         for target in targets:
             while step < target and not stop:
@@ -303,8 +306,7 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
             if stop:
                 raise stopped()
             if done:
-                console.say(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
-                            f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
+                console.say(_early_stop_line(tcfg, E, step))
                 break
     except BaseException:
         if wb is not None:
@@ -318,6 +320,20 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
     taken.add(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
     taken.flush()
     return _results(g, time.time() - t0, wb)
+
+
+def _stopped_early_before(members: Sequence[Member], start: int, tcfg: TrainConfig) -> bool:
+    """Whether a resumed group had already met its early stop at the step it was saved at: a stop (Ctrl-C)
+    during that last evaluation saves and raises before the loop can break, so the test is applied again to
+    the kept history, as the uninterrupted loop applied it after that evaluation."""
+    healthy = [m for m in members if not m.failed]
+    return (start > 0 and bool(healthy) and all(m.history and m.history[-1]["step"] == start for m in healthy)
+            and confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold))
+
+
+def _early_stop_line(tcfg: TrainConfig, runs: int, step: int) -> str:
+    return (f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
+            f"{tcfg.early_stop_evals} evaluations" + (" in every run" if runs > 1 else ""))
 
 
 def _results(g: OpenGroup, wall: float, wb: WandB | None) -> list[dict]:
