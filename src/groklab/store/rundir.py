@@ -260,6 +260,7 @@ def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
     refuse_foreign(run_dir)
     resume_asked = cfg.train.resume
     if not (run_dir / CONFIG_FILE).is_file():
+        refuse_results_without_config(run_dir)
         if resume_asked:
             raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
         return Plan("fresh")
@@ -277,6 +278,16 @@ def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
     if resume_asked:  # config written, killed before its first checkpoint: nothing to keep
         raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
     return Plan("fresh")
+
+
+def refuse_results_without_config(run_dir: Path) -> None:
+    """A folder that holds a run's results but has lost its config.json cannot be checked against this command,
+    and a fresh start would delete those results: refused. (A fresh start never wipes a folder that holds these
+    (a run with a checkpoint resumes, a finished one is shown), so a kill part-way through one cannot leave it.)"""
+    kept = [name for name in (SUMMARY_FILE, STATE_FILE) if (run_dir / name).is_file()]
+    if kept:
+        raise GroklabError(f"{run_dir}: holds a run's results ({', '.join(kept)}) but not its {CONFIG_FILE}, so it "
+                           f"cannot be resumed or replaced; put its {CONFIG_FILE} back, or use another --out_dir")
 
 
 def check_same_run(run_dir: Path, saved: SavedConfig, cfg: RunConfig, data: RunData) -> None:

@@ -1,0 +1,38 @@
+"""What a resume or a fresh start does to the files already in a run folder: results without their config are
+never wiped, a resume needs every evaluation up to its checkpoint, restores the files derived from the config
+(or refuses a changed one), drops outputs computed from the earlier weights, and a fresh start deletes only
+what groklab wrote and says what it replaced."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import assert_clean_error, hide, run_cli, stop_after, tiny_config
+from groklab.errors import GroklabError
+from groklab.training.interrupts import Interrupted
+from groklab.training.loop import train_runs
+
+QUIET = {"log": lambda _: None}
+TINY = ["--operators", "+", "--prime", "7", "--tokenizer", "char", "--n_layer", "1", "--n_head", "2",
+        "--n_embd", "16", "--batch_size", "8", "--max_steps", "12", "--eval_points_per_decade", "3",
+        "--checkpoint_interval", "5", "--learning_rate", "3e-3", "--weight_decay", "0.1", "--train_fraction", "0.6",
+        "--val_fraction", "0.2", "--no_plot", "--no_progress", "--device", "cpu", "-q"]  # tiny_config's run
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_run_without_its_config_is_refused_not_wiped(tmp_path, capsys, reliability):
+    run = tmp_path / "run"
+    train_runs([tiny_config(run)], **QUIET)
+    (run / "config.json").unlink()
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, ["train", *TINY, "--seed", "7", "--max_steps", "5", "--out_dir", str(run)])
+    message = assert_clean_error(code, err)
+    assert "summary.json, state.safetensors" in message and "config.json" in message
+    assert snapshot(run) == before
+    reliability("strict resume", "a finished run's config.json deleted, then `groklab train` with another seed and "
+                "budget on its folder", f"exit {code}: {hide(message, tmp_path)}; not one byte changed")
