@@ -36,3 +36,41 @@ def test_a_finished_run_without_its_config_is_refused_not_wiped(tmp_path, capsys
     assert snapshot(run) == before
     reliability("strict resume", "a finished run's config.json deleted, then `groklab train` with another seed and "
                 "budget on its folder", f"exit {code}: {hide(message, tmp_path)}; not one byte changed")
+
+
+def measures(summary: dict) -> dict:
+    """A summary without its timings."""
+    return {k: ({n: x for n, x in v.items() if n != "elapsed_s"} if k == "final" else v) for k, v in summary.items()
+            if k not in ("wall_time_s", "run_dir", "already")}
+
+
+def partial_run(tmp_path: Path, monkeypatch, name: str = "run", steps: int = 7, **changes) -> Path:
+    """A tiny run stopped (as by Ctrl-C) after `steps` steps and saved there."""
+    cfg = tiny_config(tmp_path / name, **changes)
+    with pytest.raises(Interrupted):
+        train_runs([cfg], stop=stop_after(monkeypatch, steps), **QUIET)
+    monkeypatch.undo()
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut to its first line"])
+def test_a_resume_whose_metrics_lack_evaluations_before_the_checkpoint_is_refused(tmp_path, monkeypatch, capsys,
+                                                                                    damage, reliability):
+    [ref] = train_runs([tiny_config(tmp_path / "ref")], **QUIET)
+    run = partial_run(tmp_path, monkeypatch)  # evaluated at steps 1, 2, 5; saved at 7
+    metrics = (run / "metrics.jsonl").read_bytes()
+    if damage == "deleted":
+        (run / "metrics.jsonl").unlink()
+    else:
+        (run / "metrics.jsonl").write_bytes(metrics.split(b"\n")[0] + b"\n")
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, ["train", *TINY, "--out_dir", str(run)])
+    message = assert_clean_error(code, err)
+    assert f"{run / 'metrics.jsonl'}: lacks" in message and "step 7" in message
+    assert snapshot(run) == before
+    (run / "metrics.jsonl").write_bytes(metrics)  # the complete history back: the resume ends as the reference
+    [done] = train_runs([tiny_config(run)], **QUIET)
+    assert measures(done) == measures(ref)
+    reliability("strict resume", f"a stopped run's metrics.jsonl {damage}, then the same command",
+                f"exit {code}: {hide(message, tmp_path)}; nothing changed; with the file back it resumed and ended "
+                "as the uninterrupted run")

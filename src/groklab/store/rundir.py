@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 from groklab.store import checkpoint as ckpt
 from groklab.config import ConfigError, ModelConfig, RunConfig, differences
@@ -205,6 +205,20 @@ def read_metrics(run_dir: Path, upto: int | None = None) -> list[dict[str, Any]]
         if upto is None or row["step"] <= upto:
             rows.append(row)
     return rows
+
+
+def require_evaluations(run_dir: Path, step: int, expected: Iterable[int]) -> None:
+    """A resume from the checkpoint at `step` keeps the evaluations up to it, and the grokking measures and the
+    early stop are computed from them: metrics.jsonl must hold every one of `expected` (the schedule's steps up
+    to `step`; the loop writes an evaluation before the checkpoint of its step, so the one at `step` is there
+    too when it is on the schedule)."""
+    have = {row["step"] for row in read_metrics(run_dir, upto=step)}
+    missing = [s for s in expected if s not in have]
+    if missing:
+        shown = ", ".join(f"{s:,}" for s in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise CheckpointError(f"{run_dir / METRICS_FILE}: lacks {len(missing)} evaluation(s) made up to the checkpoint "
+                              f"at step {step:,} (steps {shown}), so a resume would report wrong grokking measures; "
+                              "put the complete file back, or use another --out_dir to train afresh")
 
 
 def stored_data_hash(run_dir: Path) -> str:

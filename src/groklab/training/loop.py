@@ -8,6 +8,7 @@ Host syncs happen only at evaluation points, log lines and checkpoints; each is 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def _claim(configs: Sequence[RunConfig], datas: Sequence[RunData],
             m = Member(c, RunFolder(Path(c.train.out_dir)), d)
             members.append(m)
             m.folder.claim()
-            p = rundir.plan(c, d, retry_failed)
+            p = plan_run(c, d, retry_failed)
             if p.kind in ("done", "failed"):
                 raise GroklabError(f"{m.run_dir}: {'finished' if p.kind == 'done' else 'failed'} while this command "
                                    "was starting (another process trained it?); run the command again")
@@ -176,7 +177,27 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
 
 def plan_runs(configs: Sequence[RunConfig], datas: Sequence[RunData], retry_failed: bool = False) -> list[rundir.Plan]:
     """What each run's folder holds for it now (read-only; refusals raise)."""
-    return [rundir.plan(c, d, retry_failed) for c, d in zip(configs, datas)]
+    return [plan_run(c, d, retry_failed) for c, d in zip(configs, datas)]
+
+
+def plan_run(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> rundir.Plan:
+    """`rundir.plan`, and for a resume: its metrics.jsonl must hold every evaluation of the schedule up to the
+    checkpoint, since the grokking measures and the early stop are computed from that kept history (the
+    schedule is the loop's, so the check is made here)."""
+    p = rundir.plan(cfg, data, retry_failed)
+    if p.kind == "resume":
+        t = cfg.train
+        every = schedule(t.max_steps, t.eval_points_per_decade, t.eval_interval, extra=_snapshot_steps(t))
+        rundir.require_evaluations(Path(t.out_dir), p.step, itertools.takewhile(lambda s: s <= p.step, every))
+    return p
+
+
+def _snapshot_steps(tcfg: TrainConfig) -> set[int]:
+    """The steps whose weights are kept (each is an evaluation too)."""
+    steps = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
+    if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
+        steps |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
+    return steps
 
 
 def finished_result(cfg: RunConfig, plan: rundir.Plan) -> dict:
@@ -255,9 +276,7 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
-    snapshots = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
-    if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
-        snapshots |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
+    snapshots = _snapshot_steps(tcfg)
     targets = schedule(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval, after=start, extra=snapshots)
     console, bar, eval_level = _open_output(g)
     wb = WandB.open(members, start, console.say)  # --wandb: likewise
