@@ -74,3 +74,34 @@ def test_a_resume_whose_metrics_lack_evaluations_before_the_checkpoint_is_refuse
     reliability("strict resume", f"a stopped run's metrics.jsonl {damage}, then the same command",
                 f"exit {code}: {hide(message, tmp_path)}; nothing changed; with the file back it resumed and ended "
                 "as the uninterrupted run")
+
+
+def derived(run: Path) -> dict[str, bytes]:
+    return {k: v for k, v in snapshot(run).items() if k == "vocab.json" or k.startswith("data/")}
+
+
+@pytest.mark.parametrize("loss", ["vocab.json", "data"])
+def test_a_resume_writes_again_the_files_derived_from_the_config(tmp_path, monkeypatch, capsys, loss, reliability):
+    train_runs([tiny_config(tmp_path / "ref")], **QUIET)
+    run = partial_run(tmp_path, monkeypatch)
+    shutil.rmtree(run / loss) if (run / loss).is_dir() else (run / loss).unlink()
+    [done] = train_runs([tiny_config(run)], **QUIET)
+    assert done["status"] == "done"
+    assert derived(run) == derived(tmp_path / "ref")  # byte for byte what a fresh start writes
+    code, out, err = run_cli(capsys, ["evaluate", str(run), "--split", "train"])
+    assert code == 0, err
+    reliability("strict resume", f"a stopped run's {loss} deleted, then the same command",
+                f"the resume wrote {loss} again, byte-identical to a fresh start's; `evaluate --split train` works")
+
+
+def test_a_resume_over_a_changed_copy_of_its_data_is_refused(tmp_path, monkeypatch, capsys, reliability):
+    run = partial_run(tmp_path, monkeypatch)
+    with open(run / "data" / "train.txt", "a") as f:
+        f.write("5+5=3\n")
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, ["train", *TINY, "--out_dir", str(run)])
+    message = assert_clean_error(code, err)
+    assert f"{run / 'data' / 'train.txt'}: differs from what this run trained on" in message
+    assert snapshot(run) == before
+    reliability("strict resume", "a line added to a stopped run's data/train.txt, then the same command",
+                f"exit {code}: {hide(message, tmp_path)}; nothing changed")

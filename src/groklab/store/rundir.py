@@ -19,6 +19,7 @@ refused naming the field; a checkpoint is only ever written from finite numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
@@ -286,8 +287,12 @@ def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
         if not (retry_failed or resume_asked):
             return Plan("failed", failure=read_failure(run_dir))
         step = saved_step(run_dir)
-        return Plan("resume", step) if step is not None else Plan("fresh")
+        if step is None:
+            return Plan("fresh")
+        check_derived_files(run_dir, data)
+        return Plan("resume", step)
     if st == "partial":
+        check_derived_files(run_dir, data)
         return Plan("resume", saved_step(run_dir) or 0)
     if resume_asked:  # config written, killed before its first checkpoint: nothing to keep
         raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
@@ -302,6 +307,29 @@ def refuse_results_without_config(run_dir: Path) -> None:
     if kept:
         raise GroklabError(f"{run_dir}: holds a run's results ({', '.join(kept)}) but not its {CONFIG_FILE}, so it "
                            f"cannot be resumed or replaced; put its {CONFIG_FILE} back, or use another --out_dir")
+
+
+def derived_files(data: RunData) -> dict[str, str]:
+    """The files a run folder derives from its config, by path inside it, as a fresh start writes them: the
+    copy of its data (splits and manifest, or the text) and its vocabulary."""
+    files = {f"{DATA_DIR}/{name}": text for name, text in data.files().items()}
+    files[VOCAB_FILE] = json.dumps(data.tokenizer.to_dict(), indent=2) + "\n"
+    return files
+
+
+def check_derived_files(run_dir: Path, data: RunData) -> None:
+    """Before a resume: each file derived from the config is either missing (the resume writes it again, byte
+    for byte as a fresh start did) or exactly as written; one changed since (a line added to data/train.txt)
+    would make the folder describe data it never trained on, and it is not groklab's to overwrite: refused."""
+    if (run_dir / DATA_DIR).is_symlink() or ((run_dir / DATA_DIR).exists() and not (run_dir / DATA_DIR).is_dir()):
+        raise GroklabError(f"{run_dir / DATA_DIR}: is not the folder groklab wrote (the run's copy of its data); "
+                           "move it away (the resume writes it again) or use another --out_dir")
+    for name, text in derived_files(data).items():
+        path = run_dir / name
+        if path.exists() or path.is_symlink():
+            if path.is_symlink() or not path.is_file() or path.read_bytes() != text.encode("utf-8"):
+                raise GroklabError(f"{path}: differs from what this run trained on (groklab wrote it from the run's "
+                                   "config); move it away (the resume writes it again) or use another --out_dir")
 
 
 def check_same_run(run_dir: Path, saved: SavedConfig, cfg: RunConfig, data: RunData) -> None:

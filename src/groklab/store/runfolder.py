@@ -24,8 +24,8 @@ from groklab.data.equations import fingerprint
 from groklab.files import append_text, atomic_write, write_json
 from groklab.store import checkpoint as ckpt
 from groklab.lock import FolderLock
-from groklab.store.rundir import (CONFIG_FILE, DATA_DIR, FAILED_FILE, META_FILE, METRICS_FILE, OWN_NAMES, RUN_FORMAT,
-                                  SNAPSHOT_DIR, STATE_FILE, SUMMARY_FILE, VOCAB_FILE, WEIGHTS_FILE, check_model,
+from groklab.store.rundir import (CONFIG_FILE, FAILED_FILE, META_FILE, METRICS_FILE, OWN_NAMES, RUN_FORMAT,
+                                  SNAPSHOT_DIR, STATE_FILE, SUMMARY_FILE, WEIGHTS_FILE, check_model, derived_files,
                                   read_config, read_meta, read_metrics, refuse_foreign)
 
 if TYPE_CHECKING:
@@ -84,17 +84,21 @@ class RunFolder:
             "host": platform.node(), "pid": os.getpid(), "resumes": [],
             "precision": precision,  # {"asked", "ran"[, "why"]}: tf32 is fp32 on a CPU and off the CUDA graph
         })
-        for name, text in data.files().items():
-            atomic_write(self.path / DATA_DIR / name, text)
-        data.tokenizer.save(self.path / VOCAB_FILE)
+        for name, text in derived_files(data).items():
+            atomic_write(self.path / name, text)
         write_json(self.path / CONFIG_FILE, {"config": cfg.to_dict(), "argv": argv,
                                              "data_hash": fingerprint(data.files())})
 
     def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str,
-               precision: dict | None = None) -> list[dict[str, Any]]:
+               precision: dict | None = None, data: RunData | None = None) -> list[dict[str, Any]]:
         """Continue from the checkpoint at `step`: the evaluations after it (to be redone) leave metrics.jsonl,
-        a failed.json of a retried run goes, and meta.json records the resume and what changed in how the run
-        executes (device, compile, ...). Returns the evaluations kept."""
+        a failed.json of a retried run goes, the files derived from the config that are missing are written
+        again (`data`; rundir.plan refused any that changed), and meta.json records the resume and what
+        changed in how the run executes (device, compile, ...). Returns the evaluations kept."""
+        if data is not None:
+            for name, text in derived_files(data).items():
+                if not (self.path / name).exists():
+                    atomic_write(self.path / name, text)
         history = read_metrics(self.path, upto=step)
         atomic_write(self.path / METRICS_FILE, "".join(_line(r) for r in history))
         (self.path / FAILED_FILE).unlink(missing_ok=True)

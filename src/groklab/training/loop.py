@@ -169,7 +169,7 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
         console.say(f"torch.compile failed on this machine; training uncompiled ({engine.compile_failed})")
     for e, m in enumerate(members):
         if resume[e]:
-            m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record())
+            m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record(), m.data)
         else:
             m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
     return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
