@@ -105,3 +105,37 @@ def test_a_resume_over_a_changed_copy_of_its_data_is_refused(tmp_path, monkeypat
     assert snapshot(run) == before
     reliability("strict resume", "a line added to a stopped run's data/train.txt, then the same command",
                 f"exit {code}: {hide(message, tmp_path)}; nothing changed")
+
+
+def test_a_resume_deletes_the_outputs_computed_from_the_earlier_weights(tmp_path, monkeypatch, capsys, reliability):
+    run = partial_run(tmp_path, monkeypatch, tokenizer="number")  # analyze reads numbers as tokens
+    for command in (["analyze", str(run)], ["report", str(run)]):
+        code, _, err = run_cli(capsys, command)
+        assert code == 0, err
+    assert (run / "analysis.json").exists() and (run / "report.md").exists()
+    lines = []
+    train_runs([tiny_config(run, tokenizer="number")], log=lines.append)
+    assert not [p.name for p in run.iterdir() if p.name.startswith(("analysis", "report"))]
+    [said] = [line for line in lines if "deleted" in line]
+    assert "analysis.json" in said and "report.md" in said and "step 7" in said
+    reliability("strict resume", "`groklab analyze` and `groklab report` on a stopped run, then the same command",
+                f"the resume deleted the outputs of the earlier weights, saying: {hide(said, tmp_path)}")
+
+
+def test_a_fresh_start_deletes_only_what_groklab_wrote_and_says_what(tmp_path, monkeypatch, capsys, reliability):
+    run = tmp_path / "run"
+    train_runs([tiny_config(run)], **QUIET)
+    (run / "state.safetensors").unlink()
+    (run / "summary.json").unlink()  # no checkpoint, not finished: the same command starts it afresh
+    (run / "report.md").write_text("mine\n")
+    (run / "report_files").mkdir()
+    (run / "report_files" / "notes.txt").write_text("mine\n")
+    lines = []
+    [done] = train_runs([tiny_config(run)], log=lines.append)
+    assert done["status"] == "done"
+    assert (run / "report.md").read_text() == (run / "report_files" / "notes.txt").read_text() == "mine\n"
+    [said] = [line for line in lines if "started afresh" in line]
+    assert "metrics.jsonl" in said and "model.safetensors" in said and "report" not in said
+    reliability("non-run folders", "a run's checkpoint and summary deleted, a report.md and report_files/notes.txt "
+                "of the user's put in its folder, then the same command", "started afresh, the user's two files "
+                f"kept, saying: {hide(said, tmp_path)}")

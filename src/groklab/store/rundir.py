@@ -50,6 +50,7 @@ WANDB_DIR = "wandb"  # --wandb: W&B's own files for the run (all of it in offlin
 ANALYSIS_FILE = "analysis.json"
 ANALYSIS_PLOTS = ("analysis_fourier.png", "analysis_progress.png", "analysis_phases.png")
 REPORT_FILES = ("report.html", "report.md", "report_files")  # `groklab report` writes these into any folder
+REPORT_MARKER = "<!-- written by groklab report -->"  # the last line of every report.md it writes (render.MARKER)
 RUN_FORMAT = "groklab-run/2"
 # everything groklab may write into a run folder (a fresh start clears these and nothing else)
 OWN_NAMES = (CONFIG_FILE, META_FILE, VOCAB_FILE, DATA_DIR, METRICS_FILE, WEIGHTS_FILE, STATE_FILE, SUMMARY_FILE,
@@ -254,6 +255,33 @@ def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
 
 def analysis_outputs(run_dir: Path) -> tuple[Path, list[Path]]:
     return run_dir / ANALYSIS_FILE, [run_dir / name for name in ANALYSIS_PLOTS]
+
+
+def written_report(folder: Path) -> list[str]:
+    """Which of report.md, report.html and report_files/ in `folder` `groklab report` wrote, told as it tells
+    them before replacing its own (its marker, the last line of report.md; its title; figures only): a user's
+    files of those names are not groklab's to delete."""
+    md, page, figures = (folder / name for name in REPORT_FILES)
+    ours = []
+    if md.is_file() and not md.is_symlink():
+        raw = md.read_bytes()
+        if REPORT_MARKER in raw.decode("utf-8", "replace")[-200:] or b"groklab report" in raw[:200]:
+            ours.append(md.name)  # (groklab 0.1's report.md had no marker, but its title in its first line)
+    if page.is_file() and not page.is_symlink() and b"groklab report" in page.read_bytes()[:2000]:
+        ours.append(page.name)
+    if figures.is_dir() and not figures.is_symlink():
+        inside = list(figures.iterdir())
+        if all(p.is_file() and not p.is_symlink() and p.name.endswith(".png") for p in inside) and \
+                (not inside or md.name in ours):
+            ours.append(figures.name)
+    return ours
+
+
+def stale_outputs(run_dir: Path) -> list[str]:
+    """The outputs in a run folder computed from its weights and evaluations so far (analysis, curves, a
+    report groklab wrote): a resume trains on from them, so they would describe a run that no longer is."""
+    names = [ANALYSIS_FILE, *ANALYSIS_PLOTS, CURVES_FILE]
+    return [n for n in names if (run_dir / n).exists() or (run_dir / n).is_symlink()] + written_report(run_dir)
 
 
 # ---------------------------------------------------------------- create, resume or refuse

@@ -169,9 +169,16 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
         console.say(f"torch.compile failed on this machine; training uncompiled ({engine.compile_failed})")
     for e, m in enumerate(members):
         if resume[e]:
+            dropped = m.folder.drop_stale_outputs()
             m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record(), m.data)
+            if dropped:
+                console.say(f"{m.run_dir}: deleted {', '.join(dropped)}, computed from the weights at step "
+                            f"{start:,} that training now goes on from")
         else:
-            m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
+            replaced = m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
+            if replaced:  # said whatever the verbosity: an earlier start's results are gone
+                console.say(f"{m.run_dir}: started afresh, deleting what an earlier start of it left: "
+                            f"{', '.join(replaced)}", "quiet")
     return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
 
 
