@@ -139,3 +139,29 @@ def test_a_fresh_start_deletes_only_what_groklab_wrote_and_says_what(tmp_path, m
     reliability("non-run folders", "a run's checkpoint and summary deleted, a report.md and report_files/notes.txt "
                 "of the user's put in its folder, then the same command", "started afresh, the user's two files "
                 f"kept, saying: {hide(said, tmp_path)}")
+
+
+@pytest.mark.parametrize("nan_after, says", [(1, "it has no finite checkpoint: add --resume to train it again "
+                                                   "from the start"),
+                                             (11, "add --resume to train it again from its last finite checkpoint "
+                                                  "(step 10)")])
+def test_a_failed_run_says_what_resume_would_do(tmp_path, monkeypatch, capsys, nan_after, says, reliability):
+    from groklab.engine.step import Engine
+
+    real = Engine.step
+
+    def poisoned(self):
+        out = real(self)
+        if self.steps_taken == nan_after:
+            self.model.flat.fill_(float("nan"))
+        return out
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(Engine, "step", poisoned)
+    assert run_cli(capsys, ["train", *TINY, "--out_dir", str(run)])[0] == 1
+    monkeypatch.undo()
+    code, out, err = run_cli(capsys, ["train", *TINY, "--out_dir", str(run)])  # the same command: still failed
+    said = (out + err).strip().splitlines()[-1]
+    assert code == 1 and said.endswith(says), said
+    reliability("checkpoints", f"a run gone non-finite after step {nan_after}, then the same command",
+                f"exit {code}: {hide(said, tmp_path)}")

@@ -106,6 +106,15 @@ def saved_step(run_dir: str | Path) -> int | None:
     return None if meta is None else _step(meta.get("step"), Path(run_dir) / STATE_FILE)
 
 
+def retry_hint(run_dir: str | Path) -> str:
+    """What --resume does to a failed run, said where the failure is shown: it resumes from the last finite
+    checkpoint, or starts afresh when the run went non-finite before its first one."""
+    step = saved_step(run_dir)
+    if step is None:
+        return "; it has no finite checkpoint: add --resume to train it again from the start"
+    return f"; add --resume to train it again from its last finite checkpoint (step {step:,})"
+
+
 def _step(value: Any, path: Path) -> int:
     require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, path, CheckpointError,
             "no valid step recorded")
