@@ -23,6 +23,7 @@ from groklab.store.rundir import saved_step
 from groklab.store.runfolder import RunFolder
 from groklab.experiments.sweep import run_sweep
 from groklab.experiments.spec import parse_spec
+from groklab.training import loop as loop_mod
 from groklab.training.loop import train_runs
 from helpers import same_tensors, tiny_config
 
@@ -93,6 +94,35 @@ def test_a_signal_at_a_chosen_instant_stops_cleanly_and_the_same_command_ends_bi
     reliability("interrupts", f"{signal.Signals(signum).name} inside the {place}, three times in one run, each "
                 "followed by the same command", f"stopped and saved at steps {stops}; the finished run's weights, "
                 "Adam state and evaluations bit-identical to an uninterrupted run")
+
+
+def test_a_signal_during_the_evaluation_that_meets_the_early_stop_resumes_to_that_stop(tmp_path, monkeypatch,
+                                                                                        reliability):
+    """The stop lands in the very evaluation after which the run stops early: the loop saves and raises before
+    it can break, so the resume must apply the early-stop test to the kept history and end there, not train on."""
+    early = {"tokenizer": "number", "learning_rate": 0.01, "grok_threshold": 0.2, "early_stop_evals": 2}
+    ref = _config(tmp_path / "ref", **early)
+    [done] = train_runs([ref], **QUIET)
+    assert done["steps"] < ref.train.max_steps  # it did stop early (val acc 0.22 at steps 5 and 7)
+    real = loop_mod.evaluate_members
+
+    def signal_at_the_stop(members, model, eval_sets, step, *args):
+        if step == done["steps"]:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(members, model, eval_sets, step, *args)
+
+    monkeypatch.setattr(loop_mod, "evaluate_members", signal_at_the_stop)
+    cfg = _config(tmp_path / "run", **early)
+    with pytest.raises(Interrupted):
+        train_runs([cfg], **QUIET)
+    monkeypatch.undo()
+    stopped_at = saved_step(tmp_path / "run")
+    [summary] = train_runs([cfg], **QUIET)
+    assert summary["steps"] == done["steps"] == stopped_at
+    assert_same(tmp_path / "ref", tmp_path / "run")
+    reliability("interrupts", "SIGINT inside the evaluation after which the run stops early (--early_stop_evals), "
+                "then the same command", f"stopped and saved at step {stopped_at}; the resume ends there "
+                f"({summary['steps']} steps, as the uninterrupted run), bit-identical")
 
 
 def test_signals_at_random_moments_end_bit_identical(tmp_path, reliability):

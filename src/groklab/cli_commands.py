@@ -57,7 +57,9 @@ def _positional_source(path: str | None, cfg: RunConfig) -> RunConfig:
 def result_line(s: dict, plot: bool) -> str:
     """What a finished (or already finished) run says at the end."""
     if s.get("status") == "failed":
-        hint = "" if s.get("already") is None else "; add --resume to train it again from its last finite checkpoint"
+        from groklab.store.rundir import retry_hint
+
+        hint = "" if s.get("already") is None else retry_hint(s["run_dir"])
         return f"{s['run_dir']}: failed: {s['reason']}{hint}"
     grok = s["steps_to_grok"]
     final = s["final"]

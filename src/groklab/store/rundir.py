@@ -19,9 +19,10 @@ refused naming the field; a checkpoint is only ever written from finite numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 from groklab.store import checkpoint as ckpt
 from groklab.config import ConfigError, ModelConfig, RunConfig, differences
@@ -49,6 +50,7 @@ WANDB_DIR = "wandb"  # --wandb: W&B's own files for the run (all of it in offlin
 ANALYSIS_FILE = "analysis.json"
 ANALYSIS_PLOTS = ("analysis_fourier.png", "analysis_progress.png", "analysis_phases.png")
 REPORT_FILES = ("report.html", "report.md", "report_files")  # `groklab report` writes these into any folder
+REPORT_MARKER = "<!-- written by groklab report -->"  # the last line of every report.md it writes (render.MARKER)
 RUN_FORMAT = "groklab-run/2"
 # everything groklab may write into a run folder (a fresh start clears these and nothing else)
 OWN_NAMES = (CONFIG_FILE, META_FILE, VOCAB_FILE, DATA_DIR, METRICS_FILE, WEIGHTS_FILE, STATE_FILE, SUMMARY_FILE,
@@ -102,6 +104,15 @@ def saved_step(run_dir: str | Path) -> int | None:
     """The step of a run's resumable state, from the state file's header alone; None if there is none."""
     meta = ckpt.read_meta(Path(run_dir) / STATE_FILE)
     return None if meta is None else _step(meta.get("step"), Path(run_dir) / STATE_FILE)
+
+
+def retry_hint(run_dir: str | Path) -> str:
+    """What --resume does to a failed run, said where the failure is shown: it resumes from the last finite
+    checkpoint, or starts afresh when the run went non-finite before its first one."""
+    step = saved_step(run_dir)
+    if step is None:
+        return "; it has no finite checkpoint: add --resume to train it again from the start"
+    return f"; add --resume to train it again from its last finite checkpoint (step {step:,})"
 
 
 def _step(value: Any, path: Path) -> int:
@@ -207,6 +218,20 @@ def read_metrics(run_dir: Path, upto: int | None = None) -> list[dict[str, Any]]
     return rows
 
 
+def require_evaluations(run_dir: Path, step: int, expected: Iterable[int]) -> None:
+    """A resume from the checkpoint at `step` keeps the evaluations up to it, and the grokking measures and the
+    early stop are computed from them: metrics.jsonl must hold every one of `expected` (the schedule's steps up
+    to `step`; the loop writes an evaluation before the checkpoint of its step, so the one at `step` is there
+    too when it is on the schedule)."""
+    have = {row["step"] for row in read_metrics(run_dir, upto=step)}
+    missing = [s for s in expected if s not in have]
+    if missing:
+        shown = ", ".join(f"{s:,}" for s in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise CheckpointError(f"{run_dir / METRICS_FILE}: lacks {len(missing)} evaluation(s) made up to the checkpoint "
+                              f"at step {step:,} (steps {shown}), so a resume would report wrong grokking measures; "
+                              "put the complete file back, or use another --out_dir to train afresh")
+
+
 def stored_data_hash(run_dir: Path) -> str:
     """The content hash of the data a run trained on, from its own copy in data/."""
     folder = run_dir / DATA_DIR
@@ -241,6 +266,33 @@ def analysis_outputs(run_dir: Path) -> tuple[Path, list[Path]]:
     return run_dir / ANALYSIS_FILE, [run_dir / name for name in ANALYSIS_PLOTS]
 
 
+def written_report(folder: Path) -> list[str]:
+    """Which of report.md, report.html and report_files/ in `folder` `groklab report` wrote, told as it tells
+    them before replacing its own (its marker, the last line of report.md; its title; figures only): a user's
+    files of those names are not groklab's to delete."""
+    md, page, figures = (folder / name for name in REPORT_FILES)
+    ours = []
+    if md.is_file() and not md.is_symlink():
+        raw = md.read_bytes()
+        if REPORT_MARKER in raw.decode("utf-8", "replace")[-200:] or b"groklab report" in raw[:200]:
+            ours.append(md.name)  # (groklab 0.1's report.md had no marker, but its title in its first line)
+    if page.is_file() and not page.is_symlink() and b"groklab report" in page.read_bytes()[:2000]:
+        ours.append(page.name)
+    if figures.is_dir() and not figures.is_symlink():
+        inside = list(figures.iterdir())
+        if all(p.is_file() and not p.is_symlink() and p.name.endswith(".png") for p in inside) and \
+                (not inside or md.name in ours):
+            ours.append(figures.name)
+    return ours
+
+
+def stale_outputs(run_dir: Path) -> list[str]:
+    """The outputs in a run folder computed from its weights and evaluations so far (analysis, curves, a
+    report groklab wrote): a resume trains on from them, so they would describe a run that no longer is."""
+    names = [ANALYSIS_FILE, *ANALYSIS_PLOTS, CURVES_FILE]
+    return [n for n in names if (run_dir / n).exists() or (run_dir / n).is_symlink()] + written_report(run_dir)
+
+
 # ---------------------------------------------------------------- create, resume or refuse
 
 @dataclass(frozen=True)
@@ -260,6 +312,7 @@ def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
     refuse_foreign(run_dir)
     resume_asked = cfg.train.resume
     if not (run_dir / CONFIG_FILE).is_file():
+        refuse_results_without_config(run_dir)
         if resume_asked:
             raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
         return Plan("fresh")
@@ -271,12 +324,49 @@ def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
         if not (retry_failed or resume_asked):
             return Plan("failed", failure=read_failure(run_dir))
         step = saved_step(run_dir)
-        return Plan("resume", step) if step is not None else Plan("fresh")
+        if step is None:
+            return Plan("fresh")
+        check_derived_files(run_dir, data)
+        return Plan("resume", step)
     if st == "partial":
+        check_derived_files(run_dir, data)
         return Plan("resume", saved_step(run_dir) or 0)
     if resume_asked:  # config written, killed before its first checkpoint: nothing to keep
         raise GroklabError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start it without --resume")
     return Plan("fresh")
+
+
+def refuse_results_without_config(run_dir: Path) -> None:
+    """A folder that holds a run's results but has lost its config.json cannot be checked against this command,
+    and a fresh start would delete those results: refused. (A fresh start never wipes a folder that holds these
+    (a run with a checkpoint resumes, a finished one is shown), so a kill part-way through one cannot leave it.)"""
+    kept = [name for name in (SUMMARY_FILE, STATE_FILE) if (run_dir / name).is_file()]
+    if kept:
+        raise GroklabError(f"{run_dir}: holds a run's results ({', '.join(kept)}) but not its {CONFIG_FILE}, so it "
+                           f"cannot be resumed or replaced; put its {CONFIG_FILE} back, or use another --out_dir")
+
+
+def derived_files(data: RunData) -> dict[str, str]:
+    """The files a run folder derives from its config, by path inside it, as a fresh start writes them: the
+    copy of its data (splits and manifest, or the text) and its vocabulary."""
+    files = {f"{DATA_DIR}/{name}": text for name, text in data.files().items()}
+    files[VOCAB_FILE] = json.dumps(data.tokenizer.to_dict(), indent=2) + "\n"
+    return files
+
+
+def check_derived_files(run_dir: Path, data: RunData) -> None:
+    """Before a resume: each file derived from the config is either missing (the resume writes it again, byte
+    for byte as a fresh start did) or exactly as written; one changed since (a line added to data/train.txt)
+    would make the folder describe data it never trained on, and it is not groklab's to overwrite: refused."""
+    if (run_dir / DATA_DIR).is_symlink() or ((run_dir / DATA_DIR).exists() and not (run_dir / DATA_DIR).is_dir()):
+        raise GroklabError(f"{run_dir / DATA_DIR}: is not the folder groklab wrote (the run's copy of its data); "
+                           "move it away (the resume writes it again) or use another --out_dir")
+    for name, text in derived_files(data).items():
+        path = run_dir / name
+        if path.exists() or path.is_symlink():
+            if path.is_symlink() or not path.is_file() or path.read_bytes() != text.encode("utf-8"):
+                raise GroklabError(f"{path}: differs from what this run trained on (groklab wrote it from the run's "
+                                   "config); move it away (the resume writes it again) or use another --out_dir")
 
 
 def check_same_run(run_dir: Path, saved: SavedConfig, cfg: RunConfig, data: RunData) -> None:

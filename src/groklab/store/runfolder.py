@@ -24,9 +24,10 @@ from groklab.data.equations import fingerprint
 from groklab.files import append_text, atomic_write, write_json
 from groklab.store import checkpoint as ckpt
 from groklab.lock import FolderLock
-from groklab.store.rundir import (CONFIG_FILE, DATA_DIR, FAILED_FILE, META_FILE, METRICS_FILE, OWN_NAMES, RUN_FORMAT,
-                                  SNAPSHOT_DIR, STATE_FILE, SUMMARY_FILE, VOCAB_FILE, WEIGHTS_FILE, check_model,
-                                  read_config, read_meta, read_metrics, refuse_foreign)
+from groklab.store.rundir import (CONFIG_FILE, DATA_DIR, FAILED_FILE, META_FILE, METRICS_FILE, OWN_NAMES, REPORT_FILES,
+                                  RUN_FORMAT, SNAPSHOT_DIR, STATE_FILE, SUMMARY_FILE, VOCAB_FILE, WEIGHTS_FILE,
+                                  check_model, derived_files, read_config, read_meta, read_metrics, refuse_foreign,
+                                  stale_outputs, written_report)
 
 if TYPE_CHECKING:
     from groklab.data.dataset import RunData
@@ -65,17 +66,19 @@ class RunFolder:
         self.lock.release()
 
     def start(self, cfg: RunConfig, argv: list[str] | None, data: RunData, device: torch.device, group_size: int,
-              engine: str, precision: dict | None = None) -> None:
-        """A fresh run: whatever an earlier start of it left (never other files) goes, then meta.json (the
-        marker that makes the folder ours), the data, the vocabulary, and config.json last."""
+              engine: str, precision: dict | None = None) -> list[str]:
+        """A fresh run: whatever an earlier start of it left goes (never other files, nor a report.md or
+        report_files/ of the user's), then meta.json (the marker that makes the folder ours), the data, the
+        vocabulary, and config.json last. Returns the earlier results it deleted (for the caller to say)."""
+        users = set(REPORT_FILES) - set(written_report(self.path))
+        replaced = []
         for name in OWN_NAMES:
             p = self.path / name
-            if name == META_FILE:
-                continue  # replaced below, never removed: a kill here must leave a folder that is still ours
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
+            if name == META_FILE or name in users:
+                continue  # meta.json is replaced below, never removed: a kill here must leave a folder still ours
+            if p.exists() or p.is_symlink():
+                replaced += [] if name in (CONFIG_FILE, VOCAB_FILE, DATA_DIR) else [name]  # those: from the config
+                _remove(p)
         write_json(self.path / META_FILE, {
             "format": RUN_FORMAT, "groklab_version": groklab.__version__, "torch_version": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
@@ -84,17 +87,30 @@ class RunFolder:
             "host": platform.node(), "pid": os.getpid(), "resumes": [],
             "precision": precision,  # {"asked", "ran"[, "why"]}: tf32 is fp32 on a CPU and off the CUDA graph
         })
-        for name, text in data.files().items():
-            atomic_write(self.path / DATA_DIR / name, text)
-        data.tokenizer.save(self.path / VOCAB_FILE)
+        for name, text in derived_files(data).items():
+            atomic_write(self.path / name, text)
         write_json(self.path / CONFIG_FILE, {"config": cfg.to_dict(), "argv": argv,
                                              "data_hash": fingerprint(data.files())})
+        return replaced
+
+    def drop_stale_outputs(self) -> list[str]:
+        """Before a resume: the outputs computed from the weights so far (analysis, curves, groklab's report)
+        go, as a fresh start deletes them, since training goes on past them. Returns what went."""
+        names = stale_outputs(self.path)
+        for name in names:
+            _remove(self.path / name)
+        return names
 
     def resume(self, cfg: RunConfig, argv: list[str] | None, step: int, engine: str,
-               precision: dict | None = None) -> list[dict[str, Any]]:
+               precision: dict | None = None, data: RunData | None = None) -> list[dict[str, Any]]:
         """Continue from the checkpoint at `step`: the evaluations after it (to be redone) leave metrics.jsonl,
-        a failed.json of a retried run goes, and meta.json records the resume and what changed in how the run
-        executes (device, compile, ...). Returns the evaluations kept."""
+        a failed.json of a retried run goes, the files derived from the config that are missing are written
+        again (`data`; rundir.plan refused any that changed), and meta.json records the resume and what
+        changed in how the run executes (device, compile, ...). Returns the evaluations kept."""
+        if data is not None:
+            for name, text in derived_files(data).items():
+                if not (self.path / name).exists():
+                    atomic_write(self.path / name, text)
         history = read_metrics(self.path, upto=step)
         atomic_write(self.path / METRICS_FILE, "".join(_line(r) for r in history))
         (self.path / FAILED_FILE).unlink(missing_ok=True)
@@ -146,6 +162,13 @@ class RunFolder:
 
     def fail(self, reason: str, step: int | None = None) -> dict[str, Any]:
         return record_failure(self.path, reason, step)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def record_failure(run_dir: str | Path, reason: str, step: int | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from groklab.store import rundir
 from groklab.config import RunConfig
 from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device
@@ -21,7 +20,7 @@ from groklab.training.interrupts import Interrupted, StopRequest, signal_name, s
 from groklab.lock import FolderInUse
 from groklab.model.gpt import param_layout
 from groklab.store.runfolder import RunFolder
-from groklab.training.loop import OpenGroup, finished_result, group_key, open_group, train_group, train_runs
+from groklab.training.loop import OpenGroup, finished_result, group_key, open_group, plan_run, train_group, train_runs
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
 MAX_AUTO_CONCURRENT = 8  # groups trained at once on one GPU by default: enough to fill an H100 with small groups
@@ -152,7 +151,7 @@ class ManyRuns:
                 self._failed(i, f"data: {e}")
                 continue
             try:
-                p = rundir.plan(c, self.datas[i], self.retry_failed)
+                p = plan_run(c, self.datas[i], self.retry_failed)
             except GroklabError as e:  # a folder that is not this run's: reported, never written
                 if not self.isolate:
                     raise

@@ -8,6 +8,7 @@ Host syncs happen only at evaluation points, log lines and checkpoints; each is 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from groklab.store import rundir
-from groklab.config import ModelConfig, RunConfig
+from groklab.config import ModelConfig, RunConfig, TrainConfig
 from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device  # noqa: F401  (benchmarks import it from here)
 from groklab.engine.step import Engine
@@ -91,7 +92,7 @@ def _claim(configs: Sequence[RunConfig], datas: Sequence[RunData],
             m = Member(c, RunFolder(Path(c.train.out_dir)), d)
             members.append(m)
             m.folder.claim()
-            p = rundir.plan(c, d, retry_failed)
+            p = plan_run(c, d, retry_failed)
             if p.kind in ("done", "failed"):
                 raise GroklabError(f"{m.run_dir}: {'finished' if p.kind == 'done' else 'failed'} while this command "
                                    "was starting (another process trained it?); run the command again")
@@ -168,15 +169,42 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
         console.say(f"torch.compile failed on this machine; training uncompiled ({engine.compile_failed})")
     for e, m in enumerate(members):
         if resume[e]:
-            m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record())
+            dropped = m.folder.drop_stale_outputs()
+            m.history = m.folder.resume(m.cfg, argv, start, path, engine.precision.record(), m.data)
+            if dropped:
+                console.say(f"{m.run_dir}: deleted {', '.join(dropped)}, computed from the weights at step "
+                            f"{start:,} that training now goes on from")
         else:
-            m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
+            replaced = m.folder.start(m.cfg, argv, m.data, device, E, path, engine.precision.record())
+            if replaced:  # said whatever the verbosity: an earlier start's results are gone
+                console.say(f"{m.run_dir}: started afresh, deleting what an earlier start of it left: "
+                            f"{', '.join(replaced)}", "quiet")
     return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
 
 
 def plan_runs(configs: Sequence[RunConfig], datas: Sequence[RunData], retry_failed: bool = False) -> list[rundir.Plan]:
     """What each run's folder holds for it now (read-only; refusals raise)."""
-    return [rundir.plan(c, d, retry_failed) for c, d in zip(configs, datas)]
+    return [plan_run(c, d, retry_failed) for c, d in zip(configs, datas)]
+
+
+def plan_run(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> rundir.Plan:
+    """`rundir.plan`, and for a resume: its metrics.jsonl must hold every evaluation of the schedule up to the
+    checkpoint, since the grokking measures and the early stop are computed from that kept history (the
+    schedule is the loop's, so the check is made here)."""
+    p = rundir.plan(cfg, data, retry_failed)
+    if p.kind == "resume":
+        t = cfg.train
+        every = schedule(t.max_steps, t.eval_points_per_decade, t.eval_interval, extra=_snapshot_steps(t))
+        rundir.require_evaluations(Path(t.out_dir), p.step, itertools.takewhile(lambda s: s <= p.step, every))
+    return p
+
+
+def _snapshot_steps(tcfg: TrainConfig) -> set[int]:
+    """The steps whose weights are kept (each is an evaluation too)."""
+    steps = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
+    if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
+        steps |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
+    return steps
 
 
 def finished_result(cfg: RunConfig, plan: rundir.Plan) -> dict:
@@ -255,9 +283,7 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
-    snapshots = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
-    if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
-        snapshots |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
+    snapshots = _snapshot_steps(tcfg)
     targets = schedule(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval, after=start, extra=snapshots)
     console, bar, eval_level = _open_output(g)
     wb = WandB.open(members, start, console.say)  # --wandb: likewise
@@ -272,6 +298,9 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
         taken.flush()
         return Interrupted(stop.signum or 2, f"interrupted ({signal_name(stop.signum or 2)}) at step {step:,}")
 
+    if _stopped_early_before(members, start, tcfg):
+        targets = iter(())  # the run ended at its saved step; a stop there only kept it from saying so
+        console.say(_early_stop_line(tcfg, E, start))
     try:
         for target in targets:
             while step < target and not stop:
@@ -303,8 +332,7 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
             if stop:
                 raise stopped()
             if done:
-                console.say(f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
-                            f"{tcfg.early_stop_evals} evaluations" + (" in every run" if E > 1 else ""))
+                console.say(_early_stop_line(tcfg, E, step))
                 break
     except BaseException:
         if wb is not None:
@@ -318,6 +346,20 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
     taken.add(tcfg.max_steps - step)  # an early stop finishes the run's share of the work
     taken.flush()
     return _results(g, time.time() - t0, wb)
+
+
+def _stopped_early_before(members: Sequence[Member], start: int, tcfg: TrainConfig) -> bool:
+    """Whether a resumed group had already met its early stop at the step it was saved at: a stop (Ctrl-C)
+    during that last evaluation saves and raises before the loop can break, so the test is applied again to
+    the kept history, as the uninterrupted loop applied it after that evaluation."""
+    healthy = [m for m in members if not m.failed]
+    return (start > 0 and bool(healthy) and all(m.history and m.history[-1]["step"] == start for m in healthy)
+            and confirmed_grokked(members, tcfg.early_stop_evals, tcfg.grok_threshold))
+
+
+def _early_stop_line(tcfg: TrainConfig, runs: int, step: int) -> str:
+    return (f"stopping at step {step:,}: val accuracy has stayed ≥ {tcfg.grok_threshold} for "
+            f"{tcfg.early_stop_evals} evaluations" + (" in every run" if runs > 1 else ""))
 
 
 def _results(g: OpenGroup, wall: float, wb: WandB | None) -> list[dict]:
