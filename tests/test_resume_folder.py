@@ -3,14 +3,12 @@ never wiped, a resume needs every evaluation up to its checkpoint, restores the 
 (or refuses a changed one), drops outputs computed from the earlier weights, and a fresh start deletes only
 what groklab wrote and says what it replaced."""
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from helpers import assert_clean_error, hide, run_cli, stop_after, tiny_config
-from groklab.errors import GroklabError
 from groklab.training.interrupts import Interrupted
 from groklab.training.loop import train_runs
 

@@ -20,7 +20,8 @@ from groklab.training.interrupts import Interrupted, StopRequest, signal_name, s
 from groklab.lock import FolderInUse
 from groklab.model.gpt import param_layout
 from groklab.store.runfolder import RunFolder
-from groklab.training.loop import OpenGroup, finished_result, group_key, open_group, plan_run, train_group, train_runs
+from groklab.training.loop import OpenGroup, group_key, open_group, train_group, train_runs
+from groklab.training.plan import finished_result, plan_run
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
 MAX_AUTO_CONCURRENT = 8  # groups trained at once on one GPU by default: enough to fill an H100 with small groups

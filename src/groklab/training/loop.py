@@ -8,7 +8,6 @@ Host syncs happen only at evaluation points, log lines and checkpoints; each is 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from groklab.plots import plot_curves
 from groklab.engine.precision import check_device
 from groklab.store.runfolder import RunFolder
 from groklab.training.tensorboard import TensorBoard
+from groklab.training.plan import finished_result, plan_run, plan_runs, snapshot_steps
 from groklab.training.textrun import greedy_reconstructions, text_summary
 from groklab.training.wandb_log import WandB
 
@@ -182,40 +182,6 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     return OpenGroup(members, model, engine, eval_sets, start, path, log, on_steps)
 
 
-def plan_runs(configs: Sequence[RunConfig], datas: Sequence[RunData], retry_failed: bool = False) -> list[rundir.Plan]:
-    """What each run's folder holds for it now (read-only; refusals raise)."""
-    return [plan_run(c, d, retry_failed) for c, d in zip(configs, datas)]
-
-
-def plan_run(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> rundir.Plan:
-    """`rundir.plan`, and for a resume: its metrics.jsonl must hold every evaluation of the schedule up to the
-    checkpoint, since the grokking measures and the early stop are computed from that kept history (the
-    schedule is the loop's, so the check is made here)."""
-    p = rundir.plan(cfg, data, retry_failed)
-    if p.kind == "resume":
-        t = cfg.train
-        every = schedule(t.max_steps, t.eval_points_per_decade, t.eval_interval, extra=_snapshot_steps(t))
-        rundir.require_evaluations(Path(t.out_dir), p.step, itertools.takewhile(lambda s: s <= p.step, every))
-    return p
-
-
-def _snapshot_steps(tcfg: TrainConfig) -> set[int]:
-    """The steps whose weights are kept (each is an evaluation too)."""
-    steps = set(schedule(tcfg.max_steps, tcfg.snapshots_per_decade)) if tcfg.snapshots_per_decade else set()
-    if tcfg.snapshot_interval:  # linearly spaced too: the phases of a long run need more than log spacing gives
-        steps |= set(range(tcfg.snapshot_interval, tcfg.max_steps + 1, tcfg.snapshot_interval))
-    return steps
-
-
-def finished_result(cfg: RunConfig, plan: rundir.Plan) -> dict:
-    """What a run that needs no training returns: its summary (done) or its failure (failed)."""
-    run_dir = Path(cfg.train.out_dir)
-    if plan.kind == "done":
-        return {**rundir.read_summary(run_dir), "status": "done", "run_dir": str(run_dir), "already": True}
-    assert plan.failure is not None
-    return {**plan.failure, "status": "failed", "run_dir": str(run_dir), "already": True}
-
-
 def train_runs(configs: Sequence[RunConfig], argv: list[str] | None = None,
                log: Callable[[str], None] | None = None, datas: Sequence[RunData] | None = None,
                on_steps: Callable[[int], None] | None = None, stop: StopRequest | None = None,
@@ -283,7 +249,7 @@ def _loop(g: OpenGroup, stop: StopRequest, on_eval: Callable[[int, list[list[dic
     device = model.device
     E = len(members)
     tb = TensorBoard.open(members, start)  # --tensorboard: None unless a run asked for it
-    snapshots = _snapshot_steps(tcfg)
+    snapshots = snapshot_steps(tcfg)
     targets = schedule(tcfg.max_steps, tcfg.eval_points_per_decade, tcfg.eval_interval, after=start, extra=snapshots)
     console, bar, eval_level = _open_output(g)
     wb = WandB.open(members, start, console.say)  # --wandb: likewise
