@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -16,10 +17,25 @@ from groklab.extras import check_run_options
 from groklab.presets import main_job_config
 
 
+def check_out_path(path: str | Path | None, flag: str) -> None:
+    """An output path, or a folder above it, that is a symbolic link to nothing or to itself (a loop) is refused
+    naming it, before anything is written (mkdir said `[Errno 17] File exists`, resolve raised RuntimeError)."""
+    for p in (Path(path), *Path(path).parents) if path is not None else ():
+        if p.is_symlink() and not p.exists():
+            try:
+                p.resolve()
+            except RuntimeError:
+                raise GroklabError(f"{flag} {path}: {p} is a symbolic link that points to itself (a loop); "
+                                   "remove it or choose another folder") from None
+            raise GroklabError(f"{flag} {path}: {p} is a dangling symbolic link (to {os.readlink(p)}, which does "
+                               "not exist); remove it, create its target, or choose another folder")
+
+
 def data_cmd(args: argparse.Namespace) -> int:
     from groklab.data import equations as data
 
     o = options_from_args(args, opt.DataOptions)
+    check_out_path(o.out, "--out")
     if o.text is not None:  # a text to memorise (seed 000's data/sanity_check): groklab.data.textset
         from groklab.data.textset import text_data_command
 
@@ -92,6 +108,7 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not cfg.data.has_source:
         raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
     check_run_options([cfg.train])  # before anything is written (--seeds changes only seed and out_dir)
+    check_out_path(cfg.train.out_dir, "--out_dir")
     command = ["groklab", *argv]
     configs = [cfg]
     seeds_folder = None
@@ -151,6 +168,7 @@ def sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.experiments.sweep import run_sweep
 
     o = options_from_args(args, opt.SweepOptions)
+    check_out_path(o.out, "--out")
     spec, overrides = load_spec(o.spec), given_fields(args)
     check_run_options(p.config.train for p in spec.expand(overrides, max_runs=o.max_runs))  # before anything is written
     counts = run_sweep(spec, o.out, overrides, retry_failed=o.retry_failed, argv=["groklab", *argv],
@@ -162,6 +180,7 @@ def reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.workflows import reproduce
 
     o = options_from_args(args, opt.ReproduceOptions)
+    check_out_path(o.out, "--out")
     check_run_options([args])  # the flags: the studies themselves ask for no extra
     counts = reproduce(o.study, o.out, quick=o.quick, overrides=given_fields(args), argv=["groklab", *argv],
                        **o.backend_args())
@@ -203,6 +222,7 @@ def export_cmd(args: argparse.Namespace) -> int:
     from groklab.store.loadrun import load_run
 
     o = options_from_args(args, opt.ExportOptions)
+    check_out_path(o.out, "--out")
     run = load_run(o.run)
     out = export_run(run, o.format, o.out, source=str(run.run_dir))
     loader = ("transformers.GPT2LMHeadModel.from_pretrained" if o.format == "hf"
