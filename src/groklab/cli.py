@@ -7,11 +7,12 @@ Every user mistake ends as one line `groklab: error: ...` and exit status 2, nev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from groklab import __version__
 from groklab import cli_commands as commands
@@ -70,12 +71,59 @@ def _console_never_crashes() -> None:
         reconfigure(errors="replace")
 
 
+class _ReaderMayLeave:
+    """sys.stdout or sys.stderr whose reader may close the pipe (`groklab train | head -30`): from then on it
+    writes to /dev/null. A reader that stopped reading does not want the work killed: a training goes on to
+    its end (or to a Ctrl-C, which stops it cleanly, saved), a sweep trains every run, and the folders say
+    everything that was not shown; the command's status is what it would have been."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())  # what is still buffered, and the interpreter's last flush
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _readers_may_leave() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`groklab ARGV` (sys.argv when None: the program itself): its exit status."""
     from groklab.training.interrupts import signals_as_interrupts
 
     with signals_as_interrupts():  # first: a Ctrl-C from here on is one line, never a traceback
-        code = _main(list(sys.argv[1:] if argv is None else argv))
+        _console_never_crashes()
+        with _readers_may_leave():
+            code = _main(list(sys.argv[1:] if argv is None else argv))
     if argv is None:
         _exit_on_signal_during_shutdown(code)
     return code
@@ -103,7 +151,6 @@ def _main(argv: list[str]) -> int:
     from groklab.training.interrupts import Interrupted, StopNow, last_signal
 
     command = shlex.join(["groklab", *argv])
-    _console_never_crashes()
     try:
         return _dispatch(build_parser().parse_args(argv), argv)
     except Interrupted as exc:
