@@ -93,6 +93,14 @@ def result_line(s: dict, plot: bool) -> str:
     return line
 
 
+def check_can_log(trains: Sequence[object]) -> None:
+    """--wandb online needs a W&B login: checked before anything is written (training.wandb_log)."""
+    if any(getattr(t, "wandb", False) for t in trains):
+        from groklab.training.wandb_log import check_can_log as check
+
+        check(trains)
+
+
 def base_config(command: str) -> RunConfig:
     """What the config flags of `train` (RunConfig's defaults) and of `run` (the main job) override."""
     return RunConfig() if command == "train" else main_job_config()
@@ -108,6 +116,7 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not cfg.data.has_source:
         raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
     check_run_options([cfg.train])  # before anything is written (--seeds changes only seed and out_dir)
+    check_can_log([cfg.train])
     check_out_path(cfg.train.out_dir, "--out_dir")
     command = ["groklab", *argv]
     configs = [cfg]
@@ -170,7 +179,9 @@ def sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     o = options_from_args(args, opt.SweepOptions)
     check_out_path(o.out, "--out")
     spec, overrides = load_spec(o.spec), given_fields(args)
-    check_run_options(p.config.train for p in spec.expand(overrides, max_runs=o.max_runs))  # before anything is written
+    trains = [p.config.train for p in spec.expand(overrides, max_runs=o.max_runs)]
+    check_run_options(trains)  # before anything is written
+    check_can_log(trains)
     counts = run_sweep(spec, o.out, overrides, retry_failed=o.retry_failed, argv=["groklab", *argv],
                        **o.backend_args())
     return 0 if counts["failed"] == 0 else 1
@@ -182,6 +193,7 @@ def reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     o = options_from_args(args, opt.ReproduceOptions)
     check_out_path(o.out, "--out")
     check_run_options([args])  # the flags: the studies themselves ask for no extra
+    check_can_log([args])
     counts = reproduce(o.study, o.out, quick=o.quick, overrides=given_fields(args), argv=["groklab", *argv],
                        **o.backend_args())
     return 0 if counts["failed"] == 0 else 1
