@@ -295,6 +295,7 @@ def _earlier_export(out: Path) -> set[str]:
 def _build_folder(out: Path) -> Path:
     """A new, empty folder beside `out` that the export is written into before it replaces the earlier one (one
     left by a killed export is ours by its tag file, and removed)."""
+    out = out.absolute()  # "." has no name of its own
     build = out.parent / f".{out.name}{BUILD_SUFFIX}"
     if build.exists():
         if not (build / BUILD_TAG).is_file():
