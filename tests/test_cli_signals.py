@@ -97,3 +97,28 @@ def test_a_ctrl_c_during_the_shutdown_ends_with_the_commands_result(tmp_path, re
     assert "Traceback" not in r.stderr and "KeyboardInterrupt" not in r.stderr, r.stderr
     assert (tmp_path / "d/manifest.json").is_file()
     reliability("signals", "Ctrl-C during the interpreter's shutdown (atexit)", "exit with the command's status")
+
+
+def test_a_run_stopped_while_its_curves_were_drawn_gets_them_from_the_same_command(tmp_path, capsys, monkeypatch,
+                                                                                  reliability):
+    """Two Ctrl-Cs during the final plot: exit 130 and 'run the same command to go on', but the same command
+    said only 'already finished', and curves.png was never drawn."""
+    import groklab.training.loop as loop
+
+    out = tmp_path / "run"
+    argv = ["train", "--operators", "+", "--prime", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
+            "--max_steps", "6", "--device", "cpu", "-q", "--out_dir", str(out)]
+
+    def interrupted_plot(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "plot_curves", interrupted_plot)
+        assert main(argv) == 130
+    assert "run the same command to go on" in capsys.readouterr().err
+    assert (out / "summary.json").is_file() and not (out / "curves.png").exists()
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "already finished" in said and "curves: " in said, said
+    reliability("signals", "two Ctrl-Cs while the final curves are drawn", "the same command draws curves.png")

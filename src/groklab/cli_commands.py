@@ -101,6 +101,33 @@ def check_can_log(trains: Sequence[object]) -> None:
         check(trains)
 
 
+def curves_title(cfg: RunConfig) -> str:
+    """curves.png's title, as training.loop's _finish writes it."""
+    d = cfg.data
+    what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
+    batch = f"batch {cfg.train.batch_size}" if cfg.train.batch_size else "full batch"
+    return (f"{what} · {cfg.model.n_layer} layer(s), d={cfg.model.n_embd} · {batch}"
+            f" · lr {cfg.optim.learning_rate:g} · wd {cfg.optim.weight_decay:g} · seed {cfg.train.seed}")
+
+
+def draw_missing_curves(s: dict, plot: bool) -> None:
+    """A run stopped (a second Ctrl-C) while its curves were drawn is finished (its summary is written first),
+    and the interrupt said to run the same command: that command draws the missing curves.png from the run's
+    metrics instead of saying only 'already finished'."""
+    from groklab.metrics import curve_marks
+    from groklab.plots import plot_curves
+    from groklab.store import rundir
+
+    run_dir = Path(s["run_dir"])
+    if not (plot and s.get("already") and s.get("status") == "done") or (run_dir / rundir.CURVES_FILE).exists():
+        return
+    history = rundir.read_metrics(run_dir)
+    if history:
+        text = s.get("task") == "text"
+        plot_curves(history, run_dir / rundir.CURVES_FILE, curves_title(rundir.read_config(run_dir).cfg),
+                    curve_marks(s, text), text=text)
+
+
 def base_config(command: str) -> RunConfig:
     """What the config flags of `train` (RunConfig's defaults) and of `run` (the main job) override."""
     return RunConfig() if command == "train" else main_job_config()
@@ -131,6 +158,7 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if seeds_folder is not None:
             seeds_folder.close()
     for s in summaries:
+        draw_missing_curves(s, cfg.train.plot)
         print(result_line(s, cfg.train.plot), file=sys.stderr if s.get("status") == "failed" else sys.stdout)
     return 1 if any(s.get("status") == "failed" for s in summaries) else 0
 
