@@ -3,6 +3,7 @@ the rest, and `groklab analyze` draws them over a real run's snapshots."""
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from groklab.analysis.analyze import fourier_norms, key_frequencies, restricted_excluded
 from groklab.cli import main
 from groklab.training.loop import train_runs
-from helpers import tiny_config
+from helpers import assert_clean_error, hide, run_cli, tiny_config
 
 
 @pytest.mark.parametrize("k", [1, 7, 23])
@@ -67,3 +68,21 @@ def test_analyze_refuses_a_char_level_run(tmp_path, capsys):
     train_runs([tiny_config(tmp_path / "run", max_steps=3)], log=lambda _: None)
     assert main(["analyze", str(tmp_path / "run")]) == 2
     assert "needs one token per number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("foreign, where", [({"n_head": 4}, "model.safetensors"), ({"n_embd": 8}, "model.safetensors"),
+                                            ({"prime": 13}, "model.safetensors"),
+                                            ({"n_head": 4}, "snapshots/step_0000003.safetensors")])
+def test_analyze_refuses_weights_of_another_run_in_one_line(tmp_path, capsys, reliability, foreign, where):
+    """analyze loads every weights file (final and snapshots) through load_run's checks, as sample, evaluate and
+    export do: another run's weights were analysed with this run's n_head (exit 0), or crashed on a shape."""
+    cfg = tiny_config(tmp_path / "run", tokenizer="number", prime=11, max_steps=10, snapshots_per_decade=2)
+    other = tiny_config(tmp_path / "other", tokenizer="number", prime=11, max_steps=4, n_embd=16).replace(**foreign)
+    train_runs([cfg], log=lambda _: None)
+    train_runs([other], log=lambda _: None)
+    shutil.copy(tmp_path / "other/model.safetensors", tmp_path / "run" / where)
+    code, _, err = run_cli(capsys, ["analyze", str(tmp_path / "run")])
+    message = assert_clean_error(code, err)
+    assert "another run" in message or "vocabulary of" in message, message
+    assert not (tmp_path / "run/analysis.json").exists()
+    reliability("analyze", f"{where} of a run with {foreign}", hide(message, tmp_path))

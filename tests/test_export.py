@@ -185,3 +185,47 @@ def test_missing_transformers_is_one_line_naming_the_extra(runs, tmp_path, monke
     assert not out.exists()
     with pytest.raises(GroklabError, match=r"groklab\[hf\]"):
         runs["default"].to_hf()
+
+
+def _interrupt_before(monkeypatch, name: str) -> None:
+    """A Ctrl-C landing just before groklab.store.export calls `name` (as /tmp/advrun/tools/sig_export.py)."""
+    import signal
+
+    import groklab.store.export as ex
+
+    original = getattr(ex, name)
+
+    def patched(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ex, name, patched)
+
+
+def test_an_interrupted_export_leaves_the_earlier_one_and_the_same_command_redoes_it(tiny_runs, tmp_path, capsys,
+                                                                                    monkeypatch, reliability):
+    """Interrupted between the weights and groklab_export.json, an export could not be redone ('already holds
+    files groklab did not export'), and one over an earlier export destroyed it (its mark was deleted first)."""
+    out = tmp_path / "x"
+    argv = ["export", str(tiny_runs / "num"), "--format", "module", "--out", str(out)]
+    with monkeypatch.context() as m:
+        _interrupt_before(m, "write_json")
+        assert main(argv) == 130
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    assert main(argv) == 0
+    (out / "NOTES.txt").write_text("mine")
+    good = {p.name: p.read_bytes() for p in out.iterdir()}
+    with monkeypatch.context() as m:
+        _interrupt_before(m, "write_json")
+        assert main(argv) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+    with monkeypatch.context() as m:  # a signal during the swap waits for it: the new export is there, whole
+        _interrupt_before(m, "_swap_in")
+        assert main(argv) == 130
+    load_module(out)
+    assert main(argv) == 0 and (out / "NOTES.txt").read_text() == "mine"
+    load_module(out)
+    assert "Traceback" not in capsys.readouterr().err
+    reliability("export", "Ctrl-C before groklab_export.json, into a new folder and over an earlier export",
+                "the earlier export (or nothing) intact; the same command redoes it")

@@ -10,6 +10,7 @@ import pytest
 
 from groklab.cli import main
 from groklab.training.loop import train_runs
+from groklab.training.interrupts import Interrupted
 from helpers import stop_after, tiny_config, tiny_spec
 
 wandb = pytest.importorskip("wandb")
@@ -138,3 +139,40 @@ def test_an_interrupted_run_is_finished_as_such_and_resumed_into_the_same_wandb_
     summaries = [{k: v for r in part if r.WhichOneof("record_type") == "summary"
                   for k, v in items(r.summary.update).items()} for part in parts]
     assert summaries[0]["status"] == "interrupted" and summaries[1]["status"] == "done"
+
+
+def _no_login(monkeypatch, tmp_path):
+    """Online mode with no W&B credentials anywhere (no key, no .netrc, no settings), and no console to ask on."""
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "home/.netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+
+
+def test_wandb_without_a_login_is_refused_before_any_folder_is_touched(tmp_path, monkeypatch, capsys, reliability):
+    """The refusal came from wandb.init, after the run folder had been made (config.json, data/, meta.json,
+    wandb/groklab_run_id), and a stopped run's meta.json gained a resume that never trained."""
+    cfg = tiny_config(tmp_path / "stopped", max_steps=12)
+    with pytest.raises(Interrupted):
+        train_runs([cfg], log=lambda _: None, stop=stop_after(monkeypatch, 4))
+    monkeypatch.undo()
+    before = {p: p.read_bytes() for p in (tmp_path / "stopped").rglob("*") if p.is_file()}
+    _no_login(monkeypatch, tmp_path)
+    flags = ["--operators", "+", "--prime", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--max_steps",
+             "12", "--batch_size", "8", "--eval_points_per_decade", "3", "--train_fraction", "0.6", "--val_fraction",
+             "0.2", "--learning_rate", "3e-3", "--weight_decay", "0.1", "--checkpoint_interval", "5", "--no_plot",
+             "--device", "cpu", "-q", "--wandb"]
+    for out in ("fresh", "stopped"):
+        assert main(["train", *flags, "--out_dir", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("groklab: error: --wandb: No API key configured") and err.count("\n") == 1, err
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("[grid]", "wandb = true\n[grid]"))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "sweep")]) == 2
+    assert "No API key configured" in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists() and not (tmp_path / "sweep").exists()
+    assert {p: p.read_bytes() for p in (tmp_path / "stopped").rglob("*") if p.is_file()} == before
+    reliability("W&B", "--wandb online with no API key (a new folder, a stopped run, a sweep)",
+                "exit 2, one line, no folder touched")

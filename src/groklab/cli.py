@@ -7,8 +7,12 @@ Every user mistake ends as one line `groklab: error: ...` and exit status 2, nev
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Iterator, Sequence
 
 from groklab import __version__
 from groklab import cli_commands as commands
@@ -55,50 +59,126 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _console_never_crashes() -> None:
-    """A terminal whose locale cannot show '≥' or '·' gets an escape, not a crash after the work is done."""
+    """A terminal whose locale cannot show '≥' or '·' gets an escape, not a crash after the work is done; piped
+    input it cannot decode (`sample --interactive` under an ASCII locale) gets U+FFFD, which the prompt's check
+    then names, not a UnicodeDecodeError that also loses the valid prompts read in the same chunk."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+
+
+class _ReaderMayLeave:
+    """sys.stdout or sys.stderr whose reader may close the pipe (`groklab train | head -30`): from then on it
+    writes to /dev/null. A reader that stopped reading does not want the work killed: a training goes on to
+    its end (or to a Ctrl-C, which stops it cleanly, saved), a sweep trains every run, and the folders say
+    everything that was not shown; the command's status is what it would have been."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())  # what is still buffered, and the interpreter's last flush
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _readers_may_leave() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import shlex
-    import signal
-    import threading
+    """`groklab ARGV` (sys.argv when None: the program itself): its exit status."""
+    from groklab.training.interrupts import signals_as_interrupts
 
-    from groklab.training.interrupts import Interrupted, StopNow, raise_stop_now
+    with signals_as_interrupts():  # first: a Ctrl-C from here on is one line, never a traceback
+        _console_never_crashes()
+        with _readers_may_leave():
+            code = _main(list(sys.argv[1:] if argv is None else argv))
+    if argv is None:
+        _exit_on_signal_during_shutdown(code)
+    return code
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _console_never_crashes()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = shlex.join(["groklab", *argv])
-    previous = None
+
+def _exit_on_signal_during_shutdown(code: int) -> None:
+    """The program's result is decided; a second Ctrl-C while the interpreter shuts down (torch's atexit
+    handlers) has nothing left to stop, so it ends the process with that result instead of a traceback."""
+    def leave(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, raise_stop_now)  # training loops install their own
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, leave)
+
+
+def _main(argv: list[str]) -> int:
+    import shlex
+
+    from groklab.training.interrupts import Interrupted, StopNow, last_signal
+
+    command = shlex.join(["groklab", *argv])
     try:
-        return _dispatch(args, argv)
-    except GroklabError as exc:
-        if isinstance(exc, Interrupted):
-            print(f"groklab: {exc}; run the same command to resume: {command}", file=sys.stderr)
-            return exc.exit_code
-        print(f"groklab: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. an output folder that cannot be made: the system's words name the path
-        print(f"groklab: error: {exc}", file=sys.stderr)
-        return 2
+        return _dispatch(build_parser().parse_args(argv), argv)
+    except Interrupted as exc:
+        print(f"groklab: {exc}; run the same command to resume: {command}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
+        return _interrupted(signal.SIGINT, command)
+    except StopNow as exc:
+        return _interrupted(exc.signum, command)
+    except Exception as exc:  # noqa: BLE001  an exception that follows a signal is the signal's doing
+        signum = last_signal()
+        if signum is not None:
+            return _interrupted(signum, command)
+        if isinstance(exc, (GroklabError, OSError)):  # OSError: e.g. an output folder that cannot be made: the
+            print(f"groklab: error: {exc}", file=sys.stderr)  # system's words name the path
+            return 2
+        raise
+
+
+def _interrupted(signum: int, command: str) -> int:
+    """The one line of a command stopped by SIGINT (Ctrl-C) or SIGTERM outside a training loop's clean stop."""
+    if signum == signal.SIGINT:
         print("groklab: interrupted; what was saved is intact (files are replaced whole, the resume point "
               f"last); run the same command to go on: {command}", file=sys.stderr)
-        return 130
-    except StopNow as exc:
-        print(f"groklab: stopped by {exc}; what was saved is intact; run the same command to go on: {command}",
-              file=sys.stderr)
-        return 128 + exc.signum
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    else:
+        print(f"groklab: stopped by {signal.Signals(signum).name}; what was saved is intact; run the same command "
+              f"to go on: {command}", file=sys.stderr)
+    return 128 + signum
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -16,10 +17,25 @@ from groklab.extras import check_run_options
 from groklab.presets import main_job_config
 
 
+def check_out_path(path: str | Path | None, flag: str) -> None:
+    """An output path, or a folder above it, that is a symbolic link to nothing or to itself (a loop) is refused
+    naming it, before anything is written (mkdir said `[Errno 17] File exists`, resolve raised RuntimeError)."""
+    for p in (Path(path), *Path(path).parents) if path is not None else ():
+        if p.is_symlink() and not p.exists():
+            try:
+                p.resolve()
+            except RuntimeError:
+                raise GroklabError(f"{flag} {path}: {p} is a symbolic link that points to itself (a loop); "
+                                   "remove it or choose another folder") from None
+            raise GroklabError(f"{flag} {path}: {p} is a dangling symbolic link (to {os.readlink(p)}, which does "
+                               "not exist); remove it, create its target, or choose another folder")
+
+
 def data_cmd(args: argparse.Namespace) -> int:
     from groklab.data import equations as data
 
     o = options_from_args(args, opt.DataOptions)
+    check_out_path(o.out, "--out")
     if o.text is not None:  # a text to memorise (seed 000's data/sanity_check): groklab.data.textset
         from groklab.data.textset import text_data_command
 
@@ -79,6 +95,41 @@ def result_line(s: dict, plot: bool) -> str:
     return line
 
 
+def check_can_log(trains: Sequence[object]) -> None:
+    """--wandb online needs a W&B login: checked before anything is written (training.wandb_log)."""
+    if any(getattr(t, "wandb", False) for t in trains):
+        from groklab.training.wandb_log import check_can_log as check
+
+        check(trains)
+
+
+def curves_title(cfg: RunConfig) -> str:
+    """curves.png's title, as training.loop's _finish writes it."""
+    d = cfg.data
+    what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
+    batch = f"batch {cfg.train.batch_size}" if cfg.train.batch_size else "full batch"
+    return (f"{what} · {cfg.model.n_layer} layer(s), d={cfg.model.n_embd} · {batch}"
+            f" · lr {cfg.optim.learning_rate:g} · wd {cfg.optim.weight_decay:g} · seed {cfg.train.seed}")
+
+
+def draw_missing_curves(s: dict, plot: bool) -> None:
+    """A run stopped (a second Ctrl-C) while its curves were drawn is finished (its summary is written first),
+    and the interrupt said to run the same command: that command draws the missing curves.png from the run's
+    metrics instead of saying only 'already finished'."""
+    from groklab.metrics import curve_marks
+    from groklab.plots import plot_curves
+    from groklab.store import rundir
+
+    run_dir = Path(s["run_dir"])
+    if not (plot and s.get("already") and s.get("status") == "done") or (run_dir / rundir.CURVES_FILE).exists():
+        return
+    history = rundir.read_metrics(run_dir)
+    if history:
+        text = s.get("task") == "text"
+        plot_curves(history, run_dir / rundir.CURVES_FILE, curves_title(rundir.read_config(run_dir).cfg),
+                    curve_marks(s, text), text=text)
+
+
 def base_config(command: str) -> RunConfig:
     """What the config flags of `train` (RunConfig's defaults) and of `run` (the main job) override."""
     return RunConfig() if command == "train" else main_job_config()
@@ -94,6 +145,8 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not cfg.data.has_source:
         raise GroklabError("no data: give --data_dir DIR, a text file, or --operators OPS --prime P")
     check_run_options([cfg.train])  # before anything is written (--seeds changes only seed and out_dir)
+    check_can_log([cfg.train])
+    check_out_path(cfg.train.out_dir, "--out_dir")
     command = ["groklab", *argv]
     configs = [cfg]
     seeds_folder = None
@@ -107,6 +160,7 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if seeds_folder is not None:
             seeds_folder.close()
     for s in summaries:
+        draw_missing_curves(s, cfg.train.plot)
         print(result_line(s, cfg.train.plot), file=sys.stderr if s.get("status") == "failed" else sys.stdout)
     return 1 if any(s.get("status") == "failed" for s in summaries) else 0
 
@@ -153,8 +207,11 @@ def sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.experiments.sweep import run_sweep
 
     o = options_from_args(args, opt.SweepOptions)
+    check_out_path(o.out, "--out")
     spec, overrides = load_spec(o.spec), given_fields(args)
-    check_run_options(p.config.train for p in spec.expand(overrides, max_runs=o.max_runs))  # before anything is written
+    trains = [p.config.train for p in spec.expand(overrides, max_runs=o.max_runs)]
+    check_run_options(trains)  # before anything is written
+    check_can_log(trains)
     counts = run_sweep(spec, o.out, overrides, retry_failed=o.retry_failed, argv=["groklab", *argv],
                        **o.backend_args())
     return 0 if counts["failed"] == 0 else 1
@@ -164,7 +221,9 @@ def reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.workflows import reproduce
 
     o = options_from_args(args, opt.ReproduceOptions)
+    check_out_path(o.out, "--out")
     check_run_options([args])  # the flags: the studies themselves ask for no extra
+    check_can_log([args])
     counts = reproduce(o.study, o.out, quick=o.quick, overrides=given_fields(args), argv=["groklab", *argv],
                        **o.backend_args())
     return 0 if counts["failed"] == 0 else 1
@@ -205,6 +264,7 @@ def export_cmd(args: argparse.Namespace) -> int:
     from groklab.store.loadrun import load_run
 
     o = options_from_args(args, opt.ExportOptions)
+    check_out_path(o.out, "--out")
     run = load_run(o.run)
     out = export_run(run, o.format, o.out, source=str(run.run_dir))
     loader = ("transformers.GPT2LMHeadModel.from_pretrained" if o.format == "hf"

@@ -16,7 +16,6 @@ embedding per number.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,7 @@ import torch
 
 from groklab.store import checkpoint as ckpt
 from groklab.store import rundir
-from groklab.store.loadrun import find_run_dir
+from groklab.store.loadrun import find_run_dir, load_checked_weights
 from groklab.data.parse import parse_equation, read_equation_file
 from groklab.errors import GroklabError
 from groklab.files import write_json
@@ -111,10 +110,8 @@ def analyze(path: str | Path, max_elements: int = MAX_ELEMENTS, device: str | to
     pairs = {s: _train_pairs(run_dir, s) for s in fourier_ops}
 
     def load(path: Path) -> tuple[GPT, dict[str, torch.Tensor]]:
-        weights, _ = ckpt.load_weights(path)
-        model = GPT(dataclasses.replace(cfg.model, block_size=weights["wpe"].shape[0]), tok.vocab_size, 1, device)
-        model.load_member_state(0, weights)
-        model.training = False
+        # load_run's checks for every file (final and snapshots): weights of another run are refused in one line
+        model, weights, _ = load_checked_weights(run_dir, cfg, tok, path, device)
         return model, weights
 
     _, final_weights = load(snaps[-1][1])

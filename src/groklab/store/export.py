@@ -13,9 +13,15 @@ only by the function that needs them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -30,6 +36,7 @@ from groklab.files import write_json
 from groklab.data.tokenizer import Tokenizer, tokenizer_from_dict
 
 MARK_FILE = "groklab_export.json"  # written last: a folder with it was written by `groklab export`
+BUILD_SUFFIX, BUILD_TAG = ".groklab-export-partial", ".groklab-export-partial"  # the folder an export is built in
 MODULE_WEIGHTS = "module.safetensors"
 MODULE_FORMAT = "groklab-module/1"
 UNK = "<unk>"  # the exported tokenizer's one extra entry, outside the model's vocabulary (id V)
@@ -267,31 +274,74 @@ def to_lens(run: RunLike, device: str | torch.device = "cpu"):
     return bridge
 
 
-def _prepare_out(out: Path) -> None:
-    """An empty or new folder, or one an earlier export wrote: its files are removed (and only those: a file
-    the user put beside them stays). Any other folder is refused."""
+def _earlier_export(out: Path) -> set[str]:
+    """An empty or new folder (no files), or one an earlier export wrote: the files it wrote (a file the user put
+    beside them is not among them and stays). Any other folder is refused."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file; choose an empty folder")
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if present and MARK_FILE not in present:
         shown = ", ".join(present[:8]) + (f", ... ({len(present)} in all)" if len(present) > 8 else "")
         raise ExportError(f"--out {out} already holds files groklab did not export ({shown}); choose an empty folder")
-    if present:
-        try:
-            written = json.loads((out / MARK_FILE).read_text(encoding="utf-8"))["files"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ExportError(f"--out {out}: {MARK_FILE} is damaged; choose an empty folder") from None
-        (out / MARK_FILE).unlink()  # first: a half-written re-export must not pass as a finished one
-        for name in written:
-            if isinstance(name, str) and "/" not in name and name not in ("", ".", ".."):
-                (out / name).unlink(missing_ok=True)
+    if not present:
+        return set()
+    try:
+        written = json.loads((out / MARK_FILE).read_text(encoding="utf-8"))["files"]
+        return {name for name in written if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ExportError(f"--out {out}: {MARK_FILE} is damaged; choose an empty folder") from None
+
+
+def _build_folder(out: Path) -> Path:
+    """A new, empty folder beside `out` that the export is written into before it replaces the earlier one (one
+    left by a killed export is ours by its tag file, and removed)."""
+    out = out.absolute()  # "." has no name of its own
+    build = out.parent / f".{out.name}{BUILD_SUFFIX}"
+    if build.exists():
+        if not (build / BUILD_TAG).is_file():
+            raise ExportError(f"--out {out}: {build} is in the way (groklab did not make it); move it away")
+        shutil.rmtree(build)
+    build.mkdir(parents=True)
+    (build / BUILD_TAG).touch()
+    return build
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while the finished export replaces the earlier one (a few renames), then are
+    delivered to the handler that was there: an interrupt lands before the swap or after it, never inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])
+
+
+def _swap_in(build: Path, out: Path, files: list[str], earlier: set[str]) -> None:
+    """The new export's files into `out` (its mark last, replacing the earlier mark whole), then the earlier
+    export's files it no longer has; the user's own files beside them stay."""
     out.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        os.replace(build / name, out / name)
+    os.replace(build / MARK_FILE, out / MARK_FILE)
+    for name in sorted(earlier - set(files) - {MARK_FILE}):
+        (out / name).unlink(missing_ok=True)
 
 
 def export_run(run: RunLike, fmt: Format, out: str | Path, source: str = "") -> Path:
     """Write the run to `out`: `hf` as a Hugging Face model folder (config.json, model.safetensors, the
     tokenizer) that `GPT2LMHeadModel.from_pretrained(out)` loads offline; `module` as module.safetensors
-    (the nn.Module's state_dict) and the model config and vocabulary (`load_module(out)`)."""
+    (the nn.Module's state_dict) and the model config and vocabulary (`load_module(out)`).
+
+    The export is written whole into a folder beside `out` first, then moved in with signals held: an
+    interrupt at any point leaves the earlier export (or nothing) as it was, and the same command redoes it."""
     if fmt not in ("hf", "module"):
         raise ExportError(f"--format must be 'hf' or 'module', got {fmt!r}")
     cfg = _model_config(run)
@@ -299,17 +349,23 @@ def export_run(run: RunLike, fmt: Format, out: str | Path, source: str = "") -> 
     if fmt == "hf":
         need("transformers", "transformers", "hf", "the Hugging Face export")
     out = Path(out)
-    _prepare_out(out)
-    kept = {p.name for p in out.iterdir()}  # the user's own files beside an earlier export
-    if fmt == "hf":
-        model, tokenizer = to_hf(run)
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    else:
-        save_file(to_module(run).state_dict(), str(out / MODULE_WEIGHTS), metadata={"format": MODULE_FORMAT})
-    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name not in kept)  # what a re-export removes
-    write_json(out / MARK_FILE, {"format": fmt, "source": source, "step": run.step, "model": dataclasses.asdict(cfg),
-                                 "vocab": run.tokenizer.to_dict(), "files": files})
+    earlier = _earlier_export(out)
+    build = _build_folder(out)
+    try:
+        if fmt == "hf":
+            model, tokenizer = to_hf(run)
+            model.save_pretrained(build)
+            tokenizer.save_pretrained(build)
+        else:
+            save_file(to_module(run).state_dict(), str(build / MODULE_WEIGHTS), metadata={"format": MODULE_FORMAT})
+        files = sorted(p.name for p in build.iterdir() if p.is_file() and p.name != BUILD_TAG)  # what a re-export removes
+        write_json(build / MARK_FILE, {"format": fmt, "source": source, "step": run.step,
+                                       "model": dataclasses.asdict(cfg), "vocab": run.tokenizer.to_dict(),
+                                       "files": files})
+        with _signals_deferred():
+            _swap_in(build, out, files, earlier)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     return out
 
 

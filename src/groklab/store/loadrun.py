@@ -61,13 +61,22 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: str 
     cfg = rundir.read_config(run_dir).cfg
     tok = load_tokenizer(run_dir / rundir.VOCAB_FILE)
     wpath = Path(weights) if weights is not None else run_dir / rundir.WEIGHTS_FILE
+    model, _, step = load_checked_weights(run_dir, cfg, tok, wpath, device)
+    return LoadedRun(run_dir, cfg, tok, model, step)
+
+
+def load_checked_weights(run_dir: Path, cfg: RunConfig, tok: Tokenizer, wpath: Path,
+                         device: str | torch.device = "cpu") -> tuple[GPT, dict[str, torch.Tensor], int]:
+    """One weights file of the run (its final weights or a snapshot) -> (the model, E = 1 in eval mode, its
+    tensors, its step), after every check load_run promises: the same for sample, evaluate, analyze and
+    export, so weights of another run are refused in one line wherever they are read."""
     tensors, meta = ckpt.load_weights(wpath)
     wpe, wte = tensors.get("wpe"), tensors.get("wte")
     if wpe is None or wte is None or wpe.dim() != 2 or wte.dim() != 2:
         raise CheckpointError(f"{wpath}: missing the embedding tables")
     if wte.shape[0] != tok.vocab_size:
         raise CheckpointError(
-            f"{run_dir}: the weights have a vocabulary of {wte.shape[0]} tokens but vocab.json has {tok.vocab_size}"
+            f"{wpath}: the weights have a vocabulary of {wte.shape[0]} tokens but vocab.json has {tok.vocab_size}"
         )
     # same-sized vocabularies ('+' and '/' runs) would load silently: the weights name the one they were trained
     # with (checkpoints written before they did are not checked), and the run's dataset manifest names its own
@@ -94,7 +103,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", weights: str 
         raise CheckpointError(f"{wpath}: {exc}") from None
     model.training = False
     step = meta.get("step", 0)
-    return LoadedRun(run_dir, cfg, tok, model, step if isinstance(step, int) and not isinstance(step, bool) else 0)
+    return model, tensors, step if isinstance(step, int) and not isinstance(step, bool) else 0
 
 
 def _vocab_of(saved: object, where: Path) -> Tokenizer | None:

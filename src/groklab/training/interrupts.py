@@ -10,9 +10,13 @@ and the state file is written last).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from groklab.errors import GroklabError
@@ -41,9 +45,69 @@ class StopNow(BaseException):
         self.signum = signum
 
 
+_received: list[int] = []  # the signals this process got through groklab's handlers, latest last
+
+
+def last_signal() -> int | None:
+    """The latest SIGINT or SIGTERM a groklab handler saw (None if none since `forget_signals`). An exception
+    that follows one is the signal's doing (a KeyboardInterrupt that matplotlib or a finalizer caught half-way
+    leaves its objects broken: `ValueError: Invalid bounding box`), not a bug of its own."""
+    return _received[-1] if _received else None
+
+
+def forget_signals() -> None:
+    _received.clear()
+
+
 def raise_stop_now(signum: int, frame: object) -> None:
     """A signal handler for SIGTERM outside training loops (the CLI installs it)."""
+    _received.append(signum)
     raise StopNow(signum)
+
+
+def raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    """Python's own SIGINT handler, which also notes the signal (the CLI installs it outside training loops)."""
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _redeliver_swallowed(previous: object) -> object:
+    """A sys.unraisablehook: a KeyboardInterrupt or StopNow raised inside a finalizer (a weakref callback,
+    __del__) is printed as "Exception ignored in ..." and lost, so the Ctrl-C would be ignored; it is sent to
+    the process again instead, a moment later, from a thread of its own: delivered now (interrupt_main runs
+    the handler at once) it would land in this hook and be lost the same way."""
+    def hook(unraisable: object) -> None:
+        exc = getattr(unraisable, "exc_value", None)
+        if isinstance(exc, (KeyboardInterrupt, StopNow)):
+            _thread.start_new_thread(_send_again, (getattr(exc, "signum", signal.SIGINT),))
+            return
+        previous(unraisable)  # type: ignore[operator]
+    return hook
+
+
+def _send_again(signum: int) -> None:
+    time.sleep(0.02)  # the hook has returned by then: the handler runs in the code the finalizer interrupted
+    os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """For one command outside its training loops (which install stop_on_signals): SIGINT raises
+    KeyboardInterrupt and SIGTERM StopNow, both noted for `last_signal`, and one that a finalizer swallowed is
+    delivered again. Only the main thread can install handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    forget_signals()
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, raise_keyboard_interrupt),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, raise_stop_now)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_swallowed(sys.unraisablehook)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def signal_name(signum: int) -> str:
@@ -75,6 +139,7 @@ def stop_on_signals(stop: StopRequest | None = None) -> Iterator[StopRequest]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        _received.append(signum)
         if stop.signum == signum:  # asked twice: stop now
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt

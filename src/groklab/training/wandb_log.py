@@ -10,6 +10,8 @@ An optional extra: `pip install 'groklab[wandb]'`; nothing here is imported unle
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +27,39 @@ ID_FILE = "groklab_run_id"
 SUMMARY_KEYS = ("status", "steps_to_memorise", "steps_to_grok", "grokking_delay", "grokking_ratio",
                 "best_val_acc", "threshold", "steps", "wall_time_s", "reason", "steps_to_memorise_first",
                 "steps_to_grok_first", "steps_to_memorise_held", "steps_to_grok_held")
+
+
+def check_can_log(trains: Sequence[Any]) -> None:
+    """Before any folder is touched: the runs that ask for --wandb online can log in. wandb.init found no API
+    key only after the run folder had been made (config.json, data/, wandb/groklab_run_id) or a stopped run's
+    meta.json had gained a resume that never trained. A console that can prompt is left to wandb's own
+    prompt; a W&B release whose login internals differ from 0.2x-0.3x is left to wandb.init."""
+    online = [t for t in trains if getattr(t, "wandb", False)
+              and (getattr(t, "wandb_mode", None) or os.environ.get("WANDB_MODE") or "online") == "online"]
+    if not online or _can_prompt():
+        return
+    need("wandb", "wandb", "wandb", "--wandb")
+    try:
+        import wandb
+        from wandb.sdk.lib.wbauth import authenticate_session
+    except ImportError:
+        return
+    try:
+        auth = authenticate_session(host=wandb.Settings().base_url, source="groklab --wandb", prompt=False,
+                                    update_session=False)
+    except Exception as exc:  # wandb's own types (a malformed key): one line for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GroklabError(f"--wandb: {first} (`wandb login`, or --wandb_mode offline)") from None
+    if auth is None:
+        raise GroklabError("--wandb: No API key configured (`wandb login`, WANDB_API_KEY, or --wandb_mode "
+                           "offline); nothing was written")
+
+
+def _can_prompt() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _run_id(folder: Path, start: int) -> str:
