@@ -103,31 +103,19 @@ def check_can_log(trains: Sequence[object]) -> None:
         check(trains)
 
 
-def curves_title(cfg: RunConfig) -> str:
-    """curves.png's title, as training.loop's _finish writes it."""
-    d = cfg.data
-    what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
-    batch = f"batch {cfg.train.batch_size}" if cfg.train.batch_size else "full batch"
-    return (f"{what} · {cfg.model.n_layer} layer(s), d={cfg.model.n_embd} · {batch}"
-            f" · lr {cfg.optim.learning_rate:g} · wd {cfg.optim.weight_decay:g} · seed {cfg.train.seed}")
-
-
 def draw_missing_curves(s: dict, plot: bool) -> None:
     """A run stopped (a second Ctrl-C) while its curves were drawn is finished (its summary is written first),
     and the interrupt said to run the same command: that command draws the missing curves.png from the run's
     metrics instead of saying only 'already finished'."""
-    from groklab.metrics import curve_marks
-    from groklab.plots import plot_curves
     from groklab.store import rundir
+    from groklab.training.loop import draw_curves
 
     run_dir = Path(s["run_dir"])
     if not (plot and s.get("already") and s.get("status") == "done") or (run_dir / rundir.CURVES_FILE).exists():
         return
     history = rundir.read_metrics(run_dir)
     if history:
-        text = s.get("task") == "text"
-        plot_curves(history, run_dir / rundir.CURVES_FILE, curves_title(rundir.read_config(run_dir).cfg),
-                    curve_marks(s, text), text=text)
+        draw_curves(history, run_dir, rundir.read_config(run_dir).cfg, s, text=s.get("task") == "text")
 
 
 def base_config(command: str) -> RunConfig:

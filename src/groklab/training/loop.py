@@ -35,7 +35,7 @@ from groklab.store.runfolder import RunFolder
 from groklab.training.tensorboard import TensorBoard
 from groklab.training.plan import finished_result, plan_run, plan_runs, snapshot_steps
 from groklab.training.textrun import greedy_reconstructions, text_summary
-from groklab.training.wandb_log import WandB
+from groklab.training.wandb_log import WandB, check_can_log
 
 SPLITS = rundir.SPLITS
 __all__ = ["Member", "OpenGroup", "eval_steps", "group_key", "open_group", "schedule", "train_group", "train_runs"]
@@ -114,13 +114,18 @@ def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
     step. The folders stay locked until the group is closed (train_group closes it)."""
     if datas is None:
         datas = [load_run_data(c.data, c.model) for c in configs]
-    if len({Path(c.train.out_dir).resolve() for c in configs}) != len(configs):
+    try:
+        folders = {Path(c.train.out_dir).resolve() for c in configs}
+    except RuntimeError as exc:  # a symbolic link to itself on the way (the CLI says which, check_out_path)
+        raise GroklabError(f"an out_dir cannot be resolved: {exc}") from None
+    if len(folders) != len(configs):
         raise GroklabError("each run of a group needs its own out_dir")
     if len({group_key(c, d) for c, d in zip(configs, datas)}) != 1:  # before any folder is touched
         raise GroklabError("runs in one group must share the model shape, vocabulary size, step budget, "
                            "gradient filter, evaluation schedule, early stop, device, step path and precision; "
                            "`train_many` groups them")
     check_device(configs[0].train.precision, resolve_device(configs[0].train.device))  # before any folder too
+    check_can_log([c.train for c in configs])  # --wandb: a login, before any folder is touched
     members, resume, start = _claim(configs, datas, retry_failed)
     try:
         return _open(members, resume, start, argv, log, on_steps)
@@ -412,11 +417,15 @@ def _finish(m: Member, device: torch.device, wall: float, reconstruction: dict |
                     "wall_time_s": round(wall, 2), "device": str(device)})
     m.folder.finish(summary)
     if m.cfg.train.plot and m.history:
-        d = m.cfg.data
-        what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
-        batch = f"batch {m.cfg.train.batch_size}" if m.cfg.train.batch_size else "full batch"
-        title = (f"{what} · {m.cfg.model.n_layer} layer(s), d={m.cfg.model.n_embd} · {batch}"
-                 f" · lr {m.cfg.optim.learning_rate:g} · wd {m.cfg.optim.weight_decay:g} · seed {m.cfg.train.seed}")
-        text = reconstruction is not None
-        plot_curves(m.history, m.run_dir / rundir.CURVES_FILE, title, curve_marks(summary, text), text=text)
+        draw_curves(m.history, m.run_dir, m.cfg, summary, text=reconstruction is not None)
     return summary
+
+
+def draw_curves(history: list[dict], run_dir: Path, cfg: RunConfig, summary: dict, text: bool) -> None:
+    """The run's curves.png: its evaluations, titled by what the run is, marked where it memorised and grokked."""
+    d = cfg.data
+    what = d.text_file or d.data_dir or f"{d.operators} mod {d.prime}"
+    batch = f"batch {cfg.train.batch_size}" if cfg.train.batch_size else "full batch"
+    title = (f"{what} · {cfg.model.n_layer} layer(s), d={cfg.model.n_embd} · {batch}"
+             f" · lr {cfg.optim.learning_rate:g} · wd {cfg.optim.weight_decay:g} · seed {cfg.train.seed}")
+    plot_curves(history, run_dir / rundir.CURVES_FILE, title, curve_marks(summary, text), text=text)
