@@ -99,6 +99,29 @@ def test_a_ctrl_c_during_the_shutdown_ends_with_the_commands_result(tmp_path, re
     reliability("signals", "Ctrl-C during the interpreter's shutdown (atexit)", "exit with the command's status")
 
 
+def test_a_signal_just_after_the_result_ends_with_the_commands_status(tmp_path, reliability):
+    """SIGINT or SIGTERM 0-100 ms after a training command printed its result: it exited -2/-15 (killed, no
+    message) or with a traceback (StopNow, as its handlers were put back) in 9 of 12 tries; the result is
+    decided by then, so the status is the command's own."""
+    import random
+
+    rng = random.Random(5)
+    outcomes = []
+    for i in range(8):
+        p = subprocess.Popen([sys.executable, "-m", "groklab", "train", "--op", "+", "--prime", "23", "--max_steps",
+                              "40", "--n_embd", "16", "--n_layer", "1", "--no_plot", "--device", "cpu", "-q",
+                              "--out_dir", str(tmp_path / str(i))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": SRC})
+        p.stdout.readline()  # the result line: the run is finished and saved
+        time.sleep(rng.choice([0.0, 0.0, 0.005, 0.02, 0.05, 0.1]))
+        p.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM]))
+        _, err = p.communicate(timeout=120)
+        outcomes.append((p.returncode, b"Traceback" in err))
+    assert outcomes == [(0, False)] * 8, outcomes
+    reliability("signals", "SIGINT or SIGTERM 0-100 ms after a command printed its result (8 tries)",
+                "exit 0 each time, no traceback")
+
+
 def test_a_run_stopped_while_its_curves_were_drawn_gets_them_from_the_same_command(tmp_path, capsys, monkeypatch,
                                                                                   reliability):
     """Two Ctrl-Cs during the final plot: exit 130 and 'run the same command to go on', but the same command

@@ -85,6 +85,11 @@ def test_module_state_dict_round_trips_and_moves_like_any_module(runs, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval().double()(ids), module.double()(ids), atol=1e-12, rtol=0)
     assert main(["export", str(run.run_dir), "--format", "module", "--out", str(tmp_path / "m")]) == 0
+    from groklab.files import FILE_MODE
+
+    # every file as the umask gives it, as in a run folder (module.safetensors was 0600, from safetensors)
+    assert {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()} == \
+        {p.name: FILE_MODE for p in (tmp_path / "m").iterdir()}
     loaded, tok = load_module(tmp_path / "m")
     assert tok == run.tokenizer
     with torch.no_grad():

@@ -34,6 +34,15 @@ def test_a_finished_run_without_its_config_is_refused_not_wiped(tmp_path, capsys
     assert snapshot(run) == before
     reliability("strict resume", "a finished run's config.json deleted, then `groklab train` with another seed and "
                 "budget on its folder", f"exit {code}: {hide(message, tmp_path)}; not one byte changed")
+    for name in ("summary.json", "state.safetensors"):  # its final weights and evaluations are still results
+        (run / name).unlink()
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, ["train", *TINY, "--seed", "7", "--max_steps", "5", "--out_dir", str(run)])
+    message = assert_clean_error(code, err)
+    assert "model.safetensors, metrics.jsonl" in message and snapshot(run) == before  # it was wiped, exit 0
+    reliability("strict resume", "a finished run's config.json, state and summary deleted (its weights and metrics "
+                "kept), then `groklab train` with another seed on its folder",
+                f"exit {code}: {hide(message, tmp_path)}; not one byte changed")
 
 
 def measures(summary: dict) -> dict:

@@ -120,29 +120,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`groklab ARGV` (sys.argv when None: the program itself): its exit status."""
     from groklab.training.interrupts import signals_as_interrupts
 
-    with signals_as_interrupts():  # first: a Ctrl-C from here on is one line, never a traceback
-        _console_never_crashes()
-        with _readers_may_leave():
-            code = _main(list(sys.argv[1:] if argv is None else argv))
+    from groklab.training.interrupts import StopNow
+
+    code: int | None = None
+    try:
+        with signals_as_interrupts():  # first: a Ctrl-C from here on is one line, never a traceback
+            _console_never_crashes()
+            with _readers_may_leave():
+                code = _main(list(sys.argv[1:] if argv is None else argv))
+            if argv is None:  # the program: its result is decided, a signal from here on ends it with that
+                _exit_on_signal(code)
+    except (KeyboardInterrupt, StopNow):  # arrived as the handlers were put back
+        if code is None:
+            raise
     if argv is None:
-        _exit_on_signal_during_shutdown(code)
+        _end_program(code)
     return code
 
 
-def _exit_on_signal_during_shutdown(code: int) -> None:
-    """The program's result is decided; a second Ctrl-C while the interpreter shuts down (torch's atexit
-    handlers) has nothing left to stop, so it ends the process with that result instead of a traceback."""
+def _flush_console() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _exit_on_signal(code: int) -> None:
+    """The program's result is decided; a signal while it ends (torch's atexit handlers can take a while)
+    has nothing left to stop, so it ends the process with that result instead of a traceback or a kill."""
     def leave(signum: int, frame: object) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush_console()
         os._exit(code)
 
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, leave)
+
+
+def _end_program(code: int) -> None:
+    """Run the exit handlers (torch's, W&B's, Ray's) under `leave`, then exit with the command's status: the
+    interpreter's own finalization puts the default handlers back first, and a signal then killed a
+    finished command (status -15, no message)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    _flush_console()
+    os._exit(code)
 
 
 def _main(argv: list[str]) -> int:

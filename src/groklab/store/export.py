@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from groklab.config import ModelConfig
 from groklab.errors import GroklabError
 from groklab.extras import need
-from groklab.files import write_json
+from groklab.files import FILE_MODE, write_json
 from groklab.data.tokenizer import Tokenizer, tokenizer_from_dict
 
 MARK_FILE = "groklab_export.json"  # written last: a folder with it was written by `groklab export`
@@ -359,6 +359,8 @@ def export_run(run: RunLike, fmt: Format, out: str | Path, source: str = "") -> 
         else:
             save_file(to_module(run).state_dict(), str(build / MODULE_WEIGHTS), metadata={"format": MODULE_FORMAT})
         files = sorted(p.name for p in build.iterdir() if p.is_file() and p.name != BUILD_TAG)  # what a re-export removes
+        for name in files:  # safetensors writes its files 0600: they get what the umask gives, as every file here
+            os.chmod(build / name, FILE_MODE)
         write_json(build / MARK_FILE, {"format": fmt, "source": source, "step": run.step,
                                        "model": dataclasses.asdict(cfg), "vocab": run.tokenizer.to_dict(),
                                        "files": files})

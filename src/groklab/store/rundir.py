@@ -211,8 +211,9 @@ def read_metrics(run_dir: Path, upto: int | None = None) -> list[dict[str, Any]]
         except (UnicodeDecodeError, ValueError, RecursionError):
             ok = False
         if not ok:
-            raise CheckpointError(f"{path}:{n}: not a metrics line written by groklab; it was not loaded "
-                                  "(move the file away to resume without the earlier history)")
+            raise CheckpointError(f"{path}:{n}: not a metrics line written by groklab; it was not loaded (a run's "
+                                  "grokking measures come from every evaluation: restore the file, or train it "
+                                  "afresh in another --out_dir)")
         if upto is None or row["step"] <= upto:
             rows.append(row)
     return rows
@@ -339,8 +340,13 @@ def plan(cfg: RunConfig, data: RunData, retry_failed: bool = False) -> Plan:
 def refuse_results_without_config(run_dir: Path) -> None:
     """A folder that holds a run's results but has lost its config.json cannot be checked against this command,
     and a fresh start would delete those results: refused. (A fresh start never wipes a folder that holds these
-    (a run with a checkpoint resumes, a finished one is shown), so a kill part-way through one cannot leave it.)"""
-    kept = [name for name in (SUMMARY_FILE, STATE_FILE) if (run_dir / name).is_file()]
+    (a run with a checkpoint resumes, a finished one is shown), so a kill part-way through one cannot leave it;
+    nor trained weights, evaluations or snapshots without a config.json: a start writes that before its first step.)"""
+    kept = [name for name in (SUMMARY_FILE, STATE_FILE, WEIGHTS_FILE) if (run_dir / name).is_file()]
+    if (run_dir / METRICS_FILE).is_file() and (run_dir / METRICS_FILE).stat().st_size:
+        kept.append(METRICS_FILE)
+    if (run_dir / SNAPSHOT_DIR).is_dir() and any((run_dir / SNAPSHOT_DIR).iterdir()):
+        kept.append(SNAPSHOT_DIR)
     if kept:
         raise GroklabError(f"{run_dir}: holds a run's results ({', '.join(kept)}) but not its {CONFIG_FILE}, so it "
                            f"cannot be resumed or replaced; put its {CONFIG_FILE} back, or use another --out_dir")

@@ -107,7 +107,8 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         sys.unraisablehook = previous_hook
         for s, h in previous.items():
-            signal.signal(s, h)
+            if signal.getsignal(s) in (raise_keyboard_interrupt, raise_stop_now):  # a later handler stays
+                signal.signal(s, h)
 
 
 def signal_name(signum: int) -> str:
