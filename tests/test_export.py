@@ -13,7 +13,7 @@ from groklab.config import ModelConfig
 from groklab.data.dataset import load_run_data
 from groklab.store.rundir import stored_data_config
 from groklab.errors import GroklabError
-from groklab.store.export import GroklabGPT, check_exportable, export_run, load_module, to_module
+from groklab.store.export import GroklabGPT, check_exportable, load_module, to_module
 from groklab.store.loadrun import load_run
 from groklab.training.loop import train_runs
 from helpers import tiny_config
