@@ -73,6 +73,25 @@ def without_key_bias(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def signal_at_step(monkeypatch, steps: int, signum: int | None = None) -> None:
+    """A real Ctrl-C (SIGINT, or `signum`) sent to this process once the engine has taken `steps` steps, as a
+    user's would arrive: the command's own handlers take it (monkeypatch.undo() removes it)."""
+    import os
+    import signal
+
+    from groklab.engine.step import Engine
+
+    real = Engine.step
+
+    def step_and_signal(self):
+        out = real(self)
+        if self.steps_taken == steps:
+            os.kill(os.getpid(), signal.SIGINT if signum is None else signum)
+        return out
+
+    monkeypatch.setattr(Engine, "step", step_and_signal)
+
+
 def stop_after(monkeypatch, steps: int):
     """A StopRequest that is set once the engine has taken `steps` steps, as a Ctrl-C arriving during that
     step would set it (pass it to train_runs(stop=...))."""

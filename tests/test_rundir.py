@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from groklab.engine.step import Engine
 from groklab.errors import CheckpointError, GroklabError
 from groklab.lock import FolderInUse, FolderLock
 from groklab.training.loop import train_runs
-from helpers import assert_clean_error, hide, run_cli, stop_after, tiny_config
+from helpers import assert_clean_error, hide, run_cli, signal_at_step, stop_after, tiny_config
 
 QUIET = {"log": lambda _: None}
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--batch_size", "8", "--max_steps", "12",
@@ -46,15 +45,7 @@ def test_a_second_writer_is_refused_in_one_line_and_changes_nothing(tmp_path, ca
     other settings, so the refusal it recorded was the config check's, never the lock's; and `run` said
     "...: resuming it" before it was refused.)"""
     argv = [command, "--operators", "+", "--prime", "7", *TINY, "--out_dir", str(tmp_path / "run")]
-    real = Engine.step
-
-    def ctrl_c_at_step_7(self):
-        out = real(self)
-        if self.steps_taken == 7:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Engine, "step", ctrl_c_at_step_7)
+    signal_at_step(monkeypatch, 7)
     code, _, err = run_cli(capsys, argv)
     assert code == 130 and "interrupted (SIGINT) at step 7" in err, (code, err)
     monkeypatch.undo()

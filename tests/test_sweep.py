@@ -18,7 +18,7 @@ from groklab.analysis import results
 from groklab.cli import main
 from groklab.experiments.sweep import run_sweep
 from groklab.experiments.spec import SpecError, load_spec, parse_spec
-from tests.helpers import same_tensors
+from tests.helpers import same_tensors, signal_at_step
 
 TINY_BASE = """
 [base]
@@ -118,20 +118,11 @@ def test_a_sweep_stopped_after_a_run_failed_resumes_the_survivor_exactly(tmp_pat
     sweep: the survivor resumes in a group of one. It ended 0.01 apart in weights from an uninterrupted sweep,
     since a lone run normalised with another LayerNorm kernel than a group; now a run does the same arithmetic
     in a group of any size (CPU)."""
-    from groklab.engine.step import Engine
     from groklab.experiments.sweep import Interrupted
 
     spec = load_spec(write_spec(tmp_path, "[grid]\nlr = [3e-3, 1e3]\n", TINY_BASE + 'device = "cpu"\n'))
     run_sweep(spec, tmp_path / "whole", echo=lambda _: None)
-    real = Engine.step
-
-    def ctrl_c_at_step_25(self):
-        out = real(self)
-        if self.steps_taken == 25:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Engine, "step", ctrl_c_at_step_25)
+    signal_at_step(monkeypatch, 25)
     with pytest.raises(Interrupted):
         run_sweep(spec, tmp_path / "stopped", echo=lambda _: None)
     monkeypatch.undo()

@@ -19,7 +19,7 @@ from groklab.experiments.spec import SpecError, load_spec, parse_spec
 from groklab.experiments.sweep import Interrupted, run_sweep
 from groklab.lock import FolderInUse, FolderLock
 from groklab.store import rundir, sweepdir
-from helpers import assert_clean_error, hide, run_cli, tiny_spec
+from helpers import assert_clean_error, hide, run_cli, signal_at_step, tiny_spec
 
 GRID = "[grid]\nseed = [1, 2]\n"
 RUN1, RUN2 = "runs/tiny/seed=1", "runs/tiny/seed=2"
@@ -153,20 +153,11 @@ def test_a_spec_that_no_run_can_train_from_is_refused_before_a_folder_is_made(tm
 def test_the_store_and_sweep_json_record_what_each_run_ran_with(tmp_path, monkeypatch):
     """Not the latest command's execution settings: a finished run keeps its config.json's, a run resumed with
     another setting gets its resume's (meta.json), however often the sweep is run again."""
-    from groklab.engine.step import Engine
 
     out = tmp_path / "out"
     run_sweep(load_spec(spec_file(tmp_path / "one", "[grid]\nseed = [1]\n")), out, echo=quiet)
     two = load_spec(spec_file(tmp_path / "two"))
-    real = Engine.step
-
-    def ctrl_c_at_step_7(self):
-        out = real(self)
-        if self.steps_taken == 7:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Engine, "step", ctrl_c_at_step_7)
+    signal_at_step(monkeypatch, 7)
     with pytest.raises(Interrupted):
         run_sweep(two, out, echo=quiet)  # seed 2 stops at step 7, saved
     monkeypatch.undo()
