@@ -61,8 +61,12 @@ class Tokenizer(ABC):
             out.append(tokens[i])
         return "".join(out)
 
+    def to_json(self) -> str:
+        """vocab.json's text, as a run folder holds it."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write(path, self.to_json())
 
     def _describe(self) -> str:
         return _list_chars(self.tokens)

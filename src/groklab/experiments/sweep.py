@@ -119,16 +119,9 @@ def check_run_folders(runs: Sequence[SweepRun]) -> None:
     """Every run folder, before anything is written or trains: empty or groklab's, holding this run if any,
     and not in use by another command (which would stop the sweep half-way)."""
     for r in runs:
-        if r.run_dir.exists() and not r.run_dir.is_dir():
-            raise GroklabError(f"{r.run_dir}: is a file, where run {r.run_id} of this sweep lives; move it away, or "
-                               "give the sweep another --out")
-        present = entries(r.run_dir)
-        if not present:
+        rundir.refuse_foreign(r.run_dir, "--out")  # as a run's own command refuses it
+        if not entries(r.run_dir):
             continue
-        if not rundir.is_ours(r.run_dir):
-            shown = ", ".join(present[:6]) + (f", ... ({len(present)} in all)" if len(present) > 6 else "")
-            raise GroklabError(f"{r.run_dir}: holds files groklab did not write ({shown}), where run {r.run_id} of "
-                               "this sweep lives; move them away, or give the sweep another --out")
         if (r.run_dir / rundir.CONFIG_FILE).is_file():
             saved = rundir.read_config(r.run_dir).cfg
             changed = differences(saved, r.config, roles=("is",))

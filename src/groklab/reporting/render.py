@@ -13,7 +13,7 @@ from groklab.store import rundir
 from groklab.tables import md_table
 
 FILES_DIR = rundir.REPORT_FILES[2]
-MARKER = "<!-- written by groklab report -->"  # the last line of report.md: how a rerun knows the files are ours
+MARKER = rundir.REPORT_MARKER  # the last line of report.md: how a rerun (and a run folder's restart) knows it is ours
 
 
 def _inline_html(text: str) -> str:

@@ -33,9 +33,8 @@ __all__ = ["FILES_DIR", "MARKER", "REPORT_HTML", "REPORT_MD", "Run", "_load", "b
 def _refuse_foreign_report(folder: Path) -> None:
     """An earlier report of ours is replaced; files of the same names that groklab did not write are not."""
     md, page, files = folder / REPORT_MD, folder / REPORT_HTML, folder / FILES_DIR
-    ours_md = md.is_file() and (MARKER in md.read_bytes().decode("utf-8", "replace")[-200:]
-                                or b"groklab report" in md.read_bytes()[:200])  # 0.1's first line: its title
-    if (md.exists() and not ours_md) or (page.exists() and b"groklab report" not in page.read_bytes()[:2000]):
+    ours_md = md.is_file() and rundir.report_md_is_ours(md.read_bytes())
+    if (md.exists() and not ours_md) or (page.exists() and not rundir.report_html_is_ours(page.read_bytes())):
         raise GroklabError(f"{folder} holds a {REPORT_MD} or {REPORT_HTML} that groklab did not write; move it away")
     figures = list(files.iterdir()) if files.is_dir() else []
     if files.exists() and (not files.is_dir() or any(not p.name.endswith(".png") or not p.is_file() for p in figures)

@@ -19,7 +19,6 @@ refused naming the field; a checkpoint is only ever written from finite numbers.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
@@ -50,7 +49,7 @@ WANDB_DIR = "wandb"  # --wandb: W&B's own files for the run (all of it in offlin
 ANALYSIS_FILE = "analysis.json"
 ANALYSIS_PLOTS = ("analysis_fourier.png", "analysis_progress.png", "analysis_phases.png")
 REPORT_FILES = ("report.html", "report.md", "report_files")  # `groklab report` writes these into any folder
-REPORT_MARKER = "<!-- written by groklab report -->"  # the last line of every report.md it writes (render.MARKER)
+REPORT_MARKER = "<!-- written by groklab report -->"  # the last line of every report.md `groklab report` writes
 RUN_FORMAT = "groklab-run/2"
 # everything groklab may write into a run folder (a fresh start clears these and nothing else)
 OWN_NAMES = (CONFIG_FILE, META_FILE, VOCAB_FILE, DATA_DIR, METRICS_FILE, WEIGHTS_FILE, STATE_FILE, SUMMARY_FILE,
@@ -267,17 +266,24 @@ def analysis_outputs(run_dir: Path) -> tuple[Path, list[Path]]:
     return run_dir / ANALYSIS_FILE, [run_dir / name for name in ANALYSIS_PLOTS]
 
 
+def report_md_is_ours(raw: bytes) -> bool:
+    """report.md's bytes are `groklab report`'s: its marker ends them (groklab 0.1's had its title first)."""
+    return REPORT_MARKER in raw.decode("utf-8", "replace")[-200:] or b"groklab report" in raw[:200]
+
+
+def report_html_is_ours(raw: bytes) -> bool:
+    return b"groklab report" in raw[:2000]
+
+
 def written_report(folder: Path) -> list[str]:
     """Which of report.md, report.html and report_files/ in `folder` `groklab report` wrote, told as it tells
     them before replacing its own (its marker, the last line of report.md; its title; figures only): a user's
     files of those names are not groklab's to delete."""
     md, page, figures = (folder / name for name in REPORT_FILES)
     ours = []
-    if md.is_file() and not md.is_symlink():
-        raw = md.read_bytes()
-        if REPORT_MARKER in raw.decode("utf-8", "replace")[-200:] or b"groklab report" in raw[:200]:
-            ours.append(md.name)  # (groklab 0.1's report.md had no marker, but its title in its first line)
-    if page.is_file() and not page.is_symlink() and b"groklab report" in page.read_bytes()[:2000]:
+    if md.is_file() and not md.is_symlink() and report_md_is_ours(md.read_bytes()):
+        ours.append(md.name)
+    if page.is_file() and not page.is_symlink() and report_html_is_ours(page.read_bytes()):
         ours.append(page.name)
     if figures.is_dir() and not figures.is_symlink():
         inside = list(figures.iterdir())
@@ -356,7 +362,7 @@ def derived_files(data: RunData) -> dict[str, str]:
     """The files a run folder derives from its config, by path inside it, as a fresh start writes them: the
     copy of its data (splits and manifest, or the text) and its vocabulary."""
     files = {f"{DATA_DIR}/{name}": text for name, text in data.files().items()}
-    files[VOCAB_FILE] = json.dumps(data.tokenizer.to_dict(), indent=2) + "\n"
+    files[VOCAB_FILE] = data.tokenizer.to_json()
     return files
 
 
