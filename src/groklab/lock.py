@@ -88,8 +88,15 @@ class FolderLock:
 
     def acquire_checked(self, check: Callable[[Path], None]) -> "FolderLock":
         """acquire(), with `check(folder)` (which raises to refuse it) run before the lock file is made, so that
-        a refused folder is left as it was, and again once held, for what another writer did meanwhile."""
-        check(self.folder)
+        a refused folder is left as it was, and again once held, for what another writer did meanwhile. A folder
+        refused by the first check but holding the lock file (which only a writer that passed it makes) may be
+        mid-write by another command (its files, not yet its marker): the lock then says "in use", or, free,
+        the check under it decides."""
+        try:
+            check(self.folder)
+        except Exception:
+            if not (self.folder / LOCK_FILE).is_file():
+                raise
         self.acquire()
         try:
             check(self.folder)

@@ -121,19 +121,7 @@ class SweepFolder:
     def claim(self) -> "SweepFolder":
         """Take the lock, refusing a folder that is not a sweep's: checked first, so that a foreign folder is
         left as it was, and again once held, for what another writer did meanwhile."""
-        try:
-            refuse_foreign(self.path)
-        except GroklabError:
-            # a lock file: groklab has written here, and another sweep may be writing it right now (spec.toml
-            # without its sweep.json yet); the lock says "in use" if so, and the check below runs once held
-            if not (self.path / LOCK_FILE).is_file():
-                raise
-        self.lock.acquire()
-        try:
-            refuse_foreign(self.path)
-        except BaseException:
-            self.lock.release()
-            raise
+        self.lock.acquire_checked(refuse_foreign)  # another sweep mid-write is "in use" (lock.py)
         return self
 
     def close(self) -> None:
