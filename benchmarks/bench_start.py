@@ -1,5 +1,5 @@
-"""Where a compiled start's seconds go: `groklab run --compile` in this process, timed, with torch.compile's
-own counters (cache hits and misses of inductor's FX-graph cache and of AOTAutograd's cache) and its
+"""Where a start's seconds go: `groklab run` in this process (compiled by default on CUDA), timed, with
+torch.compile's own counters (cache hits and misses of inductor's FX-graph cache and of AOTAutograd's cache) and its
 per-phase compile times; `--profile FILE` also writes the top of a cProfile of the whole command.
 
     python benchmarks/bench_start.py --device cuda --out_dir /tmp/start [--profile start.txt]
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out_dir", required=True)
     ap.add_argument("--max_steps", type=int, default=300)
-    ap.add_argument("--no_compile", action="store_true", help="the default path, for comparison")
+    ap.add_argument("--no_compile", action="store_true", help="uncompiled (--compile false), for comparison")
     ap.add_argument("--profile", help="write cProfile's top functions (cumulative time) here")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
@@ -35,8 +35,8 @@ def main() -> None:
 
     argv = ["run", "--device", args.device, "--max_steps", str(args.max_steps), "--early_stop_evals", "0",
             "--no_plot", "--progress", "false", "--out_dir", args.out_dir]
-    if not args.no_compile:
-        argv.append("--compile")
+    if args.no_compile:
+        argv += ["--compile", "false"]
     prof = cProfile.Profile() if args.profile else None
     t0 = time.perf_counter()
     if prof:

@@ -103,6 +103,21 @@ def test_without_a_terminal_a_sweep_says_its_progress_every_interval(tmp_path):
     live.close()
 
 
+def test_the_time_left_is_taken_from_the_steps_not_from_the_setup_before_them(tmp_path):
+    """A GPU sweep spends its first minute compiling: 9 run-steps heard of at 44 s, then 1,000 a second. The
+    estimate comes from the rate since the first steps (seen as 'about 4838.6 h left' before)."""
+    now = [0.0]
+    lines: list[str] = []
+    live = LiveLine("tiny", _runs(tmp_path, 4, steps=100_000), lines.append, interval=30, clock=lambda: now[0])
+    now[0] = 44.0
+    live.run_steps(9)
+    assert lines[-1] == "sweep tiny: 0/4 done · 0 running · 0 failed · 9/400,000 run-steps (0 %) · 44 s elapsed"
+    now[0] = 74.0
+    live.run_steps(30_000)
+    assert lines[-1].endswith("30,009/400,000 run-steps (8 %) · 74 s elapsed, about 6 min left"), lines[-1]
+    live.close()
+
+
 def test_a_sweep_bar_is_described(tmp_path, monkeypatch):
     screen = Terminal()
     monkeypatch.setattr(sys, "stderr", screen)

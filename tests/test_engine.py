@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from groklab.config import ConfigError, ModelConfig, OptimConfig
+from groklab.engine.compile_cache import compiles
 from groklab.engine.step import Engine
 from groklab.engine.hyper import Hyper
 from groklab.engine.batch import batch_indices
@@ -222,6 +223,12 @@ def test_fused_and_tensor_adamw_paths_agree():
         a, b = runs["fused"].member_state(e), runs["tensor"].member_state(e)
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-7)  # float32 moments, different op order
+
+
+def test_the_step_is_compiled_by_default_on_a_cuda_device_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda:0")
+    assert (compiles(None, cuda), compiles(None, cpu)) == (True, False)  # the default, unset
+    assert (compiles(False, cuda), compiles(True, cpu)) == (False, True)  # what was asked, where it was asked
 
 
 def test_compiled_step_matches_eager_on_cpu():

@@ -75,11 +75,14 @@ def test_gpu_step_matches_cpu_step():
 
 
 @cuda
-def test_training_on_gpu_records_the_graph_path_and_resumes(tmp_path, monkeypatch):
-    """12 steps straight, and 4 steps, a stop, then the same command (a resume may change nothing that
-    defines the run: issue 15): the same weights to float rounding."""
+def test_training_on_gpu_records_the_step_path_and_resumes(tmp_path, monkeypatch):
+    """The default on a GPU is the compiled step inside a CUDA graph, `compile=False` the graph alone, and
+    meta.json says which ran. 12 steps straight, and 4 steps, a stop, then the same command (a resume may
+    change nothing that defines the run: issue 15): the same weights to float rounding."""
+    train_runs([tiny_config(tmp_path / "plain", device="cuda", max_steps=3, compile=False)], log=lambda _: None)
+    assert json.loads((tmp_path / "plain/meta.json").read_text())["engine"] == "cuda-graph"
     train_runs([tiny_config(tmp_path / "a", device="cuda", max_steps=12)], log=lambda _: None)
-    assert json.loads((tmp_path / "a/meta.json").read_text())["engine"] == "cuda-graph"
+    assert json.loads((tmp_path / "a/meta.json").read_text())["engine"] == "cuda-graph + torch.compile"
     stop = stop_after(monkeypatch, 4)
     with pytest.raises(Interrupted, match="at step 4"):
         train_runs([tiny_config(tmp_path / "b", device="cuda", max_steps=12)], log=lambda _: None, stop=stop)

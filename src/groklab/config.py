@@ -278,8 +278,11 @@ class TrainConfig:
         "captured as a CUDA graph on CUDA devices only; elsewhere it runs eagerly)", role="how"))
     cuda_graph: bool = field(default=True, metadata=doc("on a GPU, run each training step as one captured CUDA graph",
                                                         role="how"))
-    compile: bool = field(default=False, metadata=doc("torch.compile the loss and optimizer (fuses kernels; slow start)",
-                                                      role="how"))
+    compile: bool | None = field(default=None, metadata=doc(
+        "torch.compile the training step (fuses its kernels: about 2x faster on a GPU). The first start on a machine "
+        "compiles for seconds (11 s on an H200), later ones load the compiled step from an on-disk cache (3 s); "
+        "where compiling fails the run trains uncompiled and says why", role="how",
+        default_text="true on a CUDA device, false elsewhere"))
     resume: bool = field(default=False, metadata=doc("continue the run in out_dir from its last checkpoint (the same "
                                                      "command does that too; --resume also insists there is one)",
                                                      role="how"))

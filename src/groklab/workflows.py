@@ -19,7 +19,6 @@ from groklab.experiments.sweep import run_sweep
 from groklab.reporting.report import write_report
 from groklab.reporting.study_tables import write_tables
 from groklab.store.sweepdir import SweepFolder
-from groklab.engine.device import resolve_device
 
 
 def _scaled_overrides(spec: SweepSpec, overrides: dict[str, Any], quick: bool) -> dict[str, Any]:
@@ -34,6 +33,7 @@ def _scaled_overrides(spec: SweepSpec, overrides: dict[str, Any], quick: bool) -
         # evaluating the full splits dominates a short CPU try: a few log-spaced points are enough
         overrides.setdefault("eval_points_per_decade", 4)
         overrides.setdefault("eval_interval", 0)
+        overrides.setdefault("compile", False)  # on a GPU, compiling 7 groups costs more than 2,000 steps take
     runs = spec.expand()
     to_budget = all(r.config.optim.lr_decay_steps == r.config.train.max_steps for r in runs)
     if "max_steps" in overrides and "lr_decay_steps" not in overrides and to_budget:
@@ -50,11 +50,6 @@ def reproduce(study: str, out: str | Path | None = None, *, quick: bool = False,
     if quick:  # the report's first paragraph (the sweep's description) says what a quick study is
         spec = dataclasses.replace(spec, description=f"A pipeline check (--quick: {QUICK_DIVISOR}× fewer steps), "
                                    f"not comparable with the report. {spec.description}")
-    if not quick and "compile" not in overrides and backend.get("backend", "local") == "local" \
-            and resolve_device(str(overrides.get("device", "auto"))).type == "cuda":
-        # a full study on a GPU: compiling each group's step costs ~15 s a group and saves far more (seed 000
-        # on an H100: 9.6 min end to end; docs/benchmarks.md). `--compile false` turns it off.
-        overrides["compile"] = True
     folder = Path(out or f"out/{study}" + ("-quick" if quick else ""))
     with SweepFolder(folder) as claimed:  # held through the tables and the report too
         counts = run_sweep(spec, claimed, overrides, argv=argv, echo=echo, **backend)

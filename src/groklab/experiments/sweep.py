@@ -154,7 +154,10 @@ class LiveLine:
         todo = [r for r, st in zip(runs, statuses) if st in ("partial", "pending")]
         self.total = sum(r.config.train.max_steps for r in runs)
         self.steps = self.total - sum(r.config.train.max_steps - (rundir.saved_step(r.run_dir) or 0) for r in todo)
-        self.first_steps, self.started_at = self.steps, clock()
+        self.started_at = clock()
+        # (time, run-steps) at the first steps heard of: the rate is taken from there, so that the setup before
+        # any step (data, compilation, capture) does not make the first estimates thousands of hours
+        self.rate_from: tuple[float, int] | None = None
         self.last_line = self.started_at
         self.bar = tqdm(total=self.total, initial=self.steps, unit="step", dynamic_ncols=True,
                         disable=None if show else True, file=sys.stderr, desc=self._counts(),
@@ -175,12 +178,14 @@ class LiveLine:
             self.bar.set_description_str(self._counts())
 
     def progress_line(self) -> str:
-        """The counts, the run-steps done and, once some were taken, the time left at the rate so far."""
+        """The counts, the run-steps done, the time since the sweep started and, once steps have been heard of
+        over some time, the time left at the rate since the first of them."""
         line = f"{self._counts()} · {self.steps:,}/{self.total:,} run-steps ({100 * self.steps / max(self.total, 1):.0f} %)"
-        elapsed = self.clock() - self.started_at
-        rate = (self.steps - self.first_steps) / elapsed if elapsed > 0 else 0.0
-        if rate > 0:
-            line += f" · {_duration(elapsed)} elapsed, about {_duration((self.total - self.steps) / rate)} left"
+        now = self.clock()
+        line += f" · {_duration(now - self.started_at)} elapsed"
+        if self.rate_from is not None and now > self.rate_from[0] and self.steps > self.rate_from[1]:
+            rate = (self.steps - self.rate_from[1]) / (now - self.rate_from[0])
+            line += f", about {_duration((self.total - self.steps) / rate)} left"
         return line
 
     def write(self, line: str) -> None:
@@ -203,6 +208,8 @@ class LiveLine:
             self.steps += n
             self.bar.update(n)
             now = self.clock()
+            if self.rate_from is None:
+                self.rate_from = (now, self.steps)
             if self.show and self.bar.disable and now - self.last_line >= self.interval:
                 self.last_line = now
                 self.log(self.progress_line())

@@ -20,6 +20,7 @@ from groklab.store import rundir
 from groklab.config import ModelConfig, RunConfig, TrainConfig
 from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device  # noqa: F401  (benchmarks import it from here)
+from groklab.engine.compile_cache import compiles
 from groklab.engine.step import Engine
 from groklab.engine.hyper import Hyper
 from groklab.errors import GroklabError
@@ -147,7 +148,7 @@ def _open(members: list[Member], resume: list[bool], start: int, argv: list[str]
     hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
                         [m.cfg.train.batch_size for m in members], device)
     engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size),
-                    compile=tcfg.compile, precision=tcfg.precision)
+                    compile=compiles(tcfg.compile, device), precision=tcfg.precision)
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.scored[split] for m in members]

@@ -1,0 +1,117 @@
+"""Do a study's engine groups overlap on one GPU? Each group of the study opened as a sweep opens it, then
+their captured steps timed three ways, with no evaluation:
+
+- in turn: each group alone (the sum is the GPU work with nothing overlapped);
+- threads: each group in its own thread and CUDA stream, as a sweep's wave trains them;
+- one thread: every group's step replayed round-robin from one thread, each on its own stream.
+
+If threads take as long as in turn while one thread is faster, the host side (the GIL) serialises them; if
+both take as long, the GPU does.
+
+    python benchmarks/bench_overlap.py --steps 500 [--compile] [--precision bf16] [--inductor combo_kernels=1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import tempfile
+import threading
+import time
+
+import torch
+
+from common import machine, window
+
+from groklab.data.dataset import load_run_data
+from groklab.training.groups import plan_groups
+from groklab.training.loop import open_group, resolve_device
+from groklab.workflows import study_spec
+
+
+def threaded(groups, streams, steps: int) -> tuple[float, list[float]]:
+    """Wall ms a step with each group in its own thread; and each thread's own launch time (ms a step)."""
+    start = threading.Barrier(len(groups) + 1)
+    launch = [0.0] * len(groups)
+
+    def work(k: int) -> None:
+        with torch.cuda.stream(streams[k]):
+            start.wait()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                groups[k].engine.step()
+            launch[k] = (time.perf_counter() - t0) * 1000 / steps
+            streams[k].synchronize()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(groups))]
+    for t in threads:
+        t.start()
+    torch.cuda.synchronize()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1000 / steps, launch
+
+
+def round_robin(groups, streams, steps: int) -> float:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for g, s in zip(groups, streams):
+            with torch.cuda.stream(s):
+                g.engine.step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1000 / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default="seed-000")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                    help="a torch._inductor.config setting for the compiled step (repeatable)")
+    args = ap.parse_args()
+    import torch._inductor.config as inductor
+
+    for setting in args.inductor:
+        key, value = setting.split("=", 1)
+        setattr(inductor, key, ast.literal_eval(value))
+    device = resolve_device("auto")
+    runs = study_spec(args.study).expand({"precision": args.precision})
+    report: dict = {"machine": machine(device), "study": args.study, "compile": args.compile,
+                    "precision": args.precision, "steps": args.steps,
+                    "inductor": args.inductor}
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = [r.config.replace(out_dir=f"{tmp}/{i}", compile=args.compile, device=device.type)
+                   for i, r in enumerate(runs)]
+        datas = [load_run_data(c.data, c.model) for c in configs]
+        t0 = time.perf_counter()
+        groups = [open_group([configs[i] for i in g], datas=[datas[i] for i in g], log=lambda line: None)
+                  for g in plan_groups(configs, datas)]
+        report["open_s"] = round(time.perf_counter() - t0, 1)
+        report["paths"] = sorted({g.path for g in groups})
+        streams = [torch.cuda.Stream(device) for _ in groups]
+        for g, s in zip(groups, streams):  # warm: every graph replayed on the stream it will use
+            with torch.cuda.stream(s):
+                window(g.engine.step, device, 20)
+        alone = [min(window(g.engine.step, device, args.steps) for _ in range(2)) for g in groups]
+        report["alone_ms"] = [round(a, 3) for a in alone]
+        report["in_turn_ms"] = round(sum(alone), 3)
+        walls = [threaded(groups, streams, args.steps) for _ in range(2)]
+        best = min(walls, key=lambda w: w[0])
+        report["threads_ms"] = round(best[0], 3)
+        report["threads_launch_ms"] = [round(x, 3) for x in best[1]]
+        report["one_thread_ms"] = round(min(round_robin(groups, streams, args.steps) for _ in range(2)), 3)
+        report["max_alone_ms"] = round(max(alone), 3)
+        for g in groups:
+            g.close()
+    print(json.dumps(report, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
