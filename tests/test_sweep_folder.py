@@ -141,6 +141,24 @@ def test_a_sweep_spec_may_not_take_over_a_train_seeds_folder(tmp_path, capsys):
     assert run_cli(capsys, seeds)[0] == 0  # the folder is still the --seeds command's
 
 
+def test_new_seeds_with_other_settings_are_refused_in_a_train_seeds_folder(tmp_path, capsys, reliability):
+    """A --seeds folder is one experiment whose only axis is the seed (its report and tables say so): a later
+    --seeds command may add seeds of the same run, not seeds of another."""
+    flags = ["--op", "+", "--p", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--max_steps", "6",
+             "--batch_size", "8", "--plot", "false", "--device", "cpu", "--quiet"]
+    out = str(tmp_path / "seeds")
+    assert run_cli(capsys, ["train", *flags, "--seeds", "1,2", "--out_dir", out])[0] == 0
+    before = snapshot(tmp_path / "seeds")
+    code, _, err = run_cli(capsys, ["train", *flags, "--lr", "0.01", "--seeds", "3", "--out_dir", out])
+    message = assert_clean_error(code, err)
+    assert "learning_rate=0.001" in message and "learning_rate=0.01" in message
+    assert snapshot(tmp_path / "seeds") == before
+    assert run_cli(capsys, ["train", *flags, "--seeds", "3", "--out_dir", out])[0] == 0  # the same run: one more seed
+    assert sorted(p.name for p in (tmp_path / "seeds").glob("seed*")) == ["seed1", "seed2", "seed3"]
+    reliability("sweeps", "`train --seeds 3` with another --lr into a --seeds folder of seeds 1 and 2",
+                f"exit {code}, nothing changed: {hide(message, tmp_path)}")
+
+
 @pytest.mark.parametrize("text", ["", 'name = "x"\n[grid]\nseed = [1, 2]\n'])
 def test_a_spec_that_no_run_can_train_from_is_refused_before_a_folder_is_made(tmp_path, capsys, text):
     path = tmp_path / "spec.toml"

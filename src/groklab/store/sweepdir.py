@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from groklab.store import rundir
-from groklab.config import ConfigError, RunConfig
+from groklab.config import ConfigError, RunConfig, differences
 from groklab.errors import CheckpointError, GroklabError
 from groklab.files import append_text, atomic_write, read_json, require, write_json
 from groklab.lock import LOCK_FILE, FolderLock
@@ -286,6 +286,12 @@ def claim_seeds_folder(out: Path, configs: Sequence[RunConfig], argv: Sequence[s
             if header.get("kind") != "seeds":
                 raise GroklabError(f"{out} is the folder of a sweep spec; train its runs with `groklab sweep`, or "
                                    "give --seeds another --out_dir")
+            # the folder is one experiment whose only axis is the seed: new seeds are the same run otherwise
+            changed = [d for d in differences(old[0].config, configs[0]) if d[0] != "seed"] if old else []
+            if changed:
+                field, was, now = changed[0]
+                raise GroklabError(f"{out} holds seeds trained with {field}={was!r}, and this command gives "
+                                   f"{field}={now!r}: a --seeds folder varies the seed alone; give another --out_dir")
         runs = [SweepRun(f"seed{c.train.seed}", out.name, {"seed": c.train.seed}, c, f"seed{c.train.seed}")
                 for c in configs]
         new_ids = {r.run_id for r in runs}
