@@ -118,6 +118,23 @@ def test_the_time_left_is_taken_from_the_steps_not_from_the_setup_before_them(tm
     live.close()
 
 
+def test_steps_reported_in_bursts_give_no_estimate_until_they_span_some_time(tmp_path):
+    """Ray tasks report their steps when they end: two reports a second apart at 29 and 30 s say nothing of
+    the rate (they said 'about 6 s left' of a sweep with about 300 s to go); once the reports span a quarter of
+    the time so far, the estimate is the rate since the first."""
+    now = [0.0]
+    lines: list[str] = []
+    live = LiveLine("tiny", _runs(tmp_path, 8, steps=1000), lines.append, interval=30, clock=lambda: now[0])
+    for t in (29.0, 30.0):
+        now[0] = t
+        live.run_steps(1000)
+    assert lines[-1].endswith("2,000/8,000 run-steps (25 %) · 30 s elapsed"), lines
+    now[0] = 129.0
+    live.run_steps(1000)  # 2,000 steps in the 100 s since the first report: 5,000 to go at 20 a second
+    assert lines[-1].endswith("3,000/8,000 run-steps (38 %) · 2 min elapsed, about 4 min left"), lines
+    live.close()
+
+
 def test_a_sweep_bar_is_described(tmp_path, monkeypatch):
     screen = Terminal()
     monkeypatch.setattr(sys, "stderr", screen)

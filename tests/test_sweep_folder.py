@@ -159,6 +159,41 @@ def test_new_seeds_with_other_settings_are_refused_in_a_train_seeds_folder(tmp_p
                 f"exit {code}, nothing changed: {hide(message, tmp_path)}")
 
 
+def test_a_seeds_folder_from_before_sweep_json_keeps_its_seeds_and_is_checked_as_well(tmp_path, capsys):
+    """Seed folders alone (no sweep.json, as before it existed): new seeds with another setting are refused, and
+    new seeds of the same run are added beside the old ones, which the folder's record keeps."""
+    flags = ["--op", "+", "--p", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--max_steps", "6",
+             "--batch_size", "8", "--plot", "false", "--device", "cpu", "--quiet"]
+    out = tmp_path / "seeds"
+    assert run_cli(capsys, ["train", *flags, "--seeds", "1,2", "--out_dir", str(out)])[0] == 0
+    (out / "sweep.json").unlink()
+    for name in os.listdir(out):
+        if name not in ("seed1", "seed2"):
+            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    before = snapshot(out)
+    code, _, err = run_cli(capsys, ["train", *flags, "--lr", "0.01", "--seeds", "3", "--out_dir", str(out)])
+    assert "learning_rate=0.01" in assert_clean_error(code, err)
+    assert snapshot(out) == before
+    assert run_cli(capsys, ["train", *flags, "--seeds", "3", "--out_dir", str(out)])[0] == 0
+    assert sorted(results.load(out).runs.run_id) == ["seed1", "seed2", "seed3"]
+
+
+def test_a_seeds_folder_compares_its_data_by_content_not_by_the_spelling_of_its_path(tmp_path, capsys, monkeypatch):
+    flags = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--max_steps", "6", "--batch_size", "8",
+             "--plot", "false", "--device", "cpu", "--quiet"]
+    for name, op in (("d", "+"), ("other", "-")):
+        assert run_cli(capsys, ["data", "--out", str(tmp_path / name), "--op", op, "--p", "7"])[0] == 0
+    out = str(tmp_path / "seeds")
+    assert run_cli(capsys, ["train", *flags, "--data_dir", str(tmp_path / "d"), "--seeds", "1", "--out_dir", out])[0] == 0
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, ["train", *flags, "--data_dir", "d", "--seeds", "2", "--out_dir", out])[0] == 0
+    shutil.rmtree(tmp_path / "d")
+    shutil.copytree(tmp_path / "other", tmp_path / "d")  # the same spelling, other data
+    code, _, err = run_cli(capsys, ["train", *flags, "--data_dir", "d", "--seeds", "3", "--out_dir", out])
+    assert "other data" in assert_clean_error(code, err)
+    assert not (tmp_path / "seeds" / "seed3").exists()
+
+
 @pytest.mark.parametrize("text", ["", 'name = "x"\n[grid]\nseed = [1, 2]\n'])
 def test_a_spec_that_no_run_can_train_from_is_refused_before_a_folder_is_made(tmp_path, capsys, text):
     path = tmp_path / "spec.toml"

@@ -183,8 +183,11 @@ class LiveLine:
         line = f"{self._counts()} · {self.steps:,}/{self.total:,} run-steps ({100 * self.steps / max(self.total, 1):.0f} %)"
         now = self.clock()
         line += f" · {_duration(now - self.started_at)} elapsed"
-        if self.rate_from is not None and now > self.rate_from[0] and self.steps > self.rate_from[1]:
-            rate = (self.steps - self.rate_from[1]) / (now - self.rate_from[0])
+        # and over a window of a quarter of the time so far at least: reports that come in bursts (a Ray task
+        # reports its steps when it ends) would otherwise give a rate from two reports a second apart
+        window = now - self.rate_from[0] if self.rate_from is not None else 0.0
+        if window > 0 and window >= (now - self.started_at) / 4 and self.steps > self.rate_from[1]:
+            rate = (self.steps - self.rate_from[1]) / window
             line += f", about {_duration((self.total - self.steps) / rate)} left"
         return line
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from groklab.store import rundir
 from groklab.config import ConfigError, RunConfig, differences
+from groklab.data.dataset import load_run_data
+from groklab.data.equations import fingerprint
 from groklab.errors import CheckpointError, GroklabError
 from groklab.files import append_text, atomic_write, read_json, require, write_json
 from groklab.lock import LOCK_FILE, FolderLock
@@ -270,6 +272,33 @@ def _legacy_seeds_folder(out: Path) -> bool:
             and all(re.fullmatch(r"seed-?\d+", n) and rundir.is_ours(out / n) for n in present))
 
 
+def _legacy_seed(out: Path, name: str) -> SweepRun:
+    cfg = rundir.read_config(out / name).cfg
+    return SweepRun(name, out.name, {"seed": cfg.train.seed}, cfg.replace(out_dir=str(out / name)), name)
+
+
+def _refuse_other_seeds(out: Path, old: Sequence[SweepRun], configs: Sequence[RunConfig]) -> None:
+    """A --seeds folder is one experiment whose only axis is the seed: new seeds must be the same run in every
+    field of what a run is but the seed, and train on the same data, compared by content as a resume compares
+    it (a data folder may be spelled another way, or the same spelling hold other data now)."""
+    if not old:
+        return
+    changed = [d for d in differences(old[0].config, configs[0], roles=("is",)) if d[0] != "seed"]
+    if changed:
+        field, was, now = changed[0]
+        raise GroklabError(f"{out} holds seeds trained with {field}={was!r}, and this command gives "
+                           f"{field}={now!r}: a --seeds folder varies the seed alone; give another --out_dir")
+    trained = next((r.run_dir for r in old if (r.run_dir / rundir.CONFIG_FILE).is_file()), None)
+    if trained is None:
+        return  # no seed has started yet: there is no data to compare with
+    saved = rundir.read_config(trained)
+    was = saved.data_hash or rundir.stored_data_hash(trained)
+    now = fingerprint(load_run_data(configs[0].data, configs[0].model).files())
+    if was != now:
+        raise GroklabError(f"{out} holds seeds trained on other data than this command gives (content {was[:12]}, "
+                           f"now {now[:12]}): a --seeds folder varies the seed alone; give another --out_dir")
+
+
 def claim_seeds_folder(out: Path, configs: Sequence[RunConfig], argv: Sequence[str] | None) -> SweepFolder:
     """The folder of `--seeds A,B --out_dir OUT` as a sweep folder of one axis (seed), its runs at OUT/seed<N>
     (where they have always been), so `groklab report OUT` and `results.load(OUT)` read it. Claimed: the
@@ -286,12 +315,10 @@ def claim_seeds_folder(out: Path, configs: Sequence[RunConfig], argv: Sequence[s
             if header.get("kind") != "seeds":
                 raise GroklabError(f"{out} is the folder of a sweep spec; train its runs with `groklab sweep`, or "
                                    "give --seeds another --out_dir")
-            # the folder is one experiment whose only axis is the seed: new seeds are the same run otherwise
-            changed = [d for d in differences(old[0].config, configs[0]) if d[0] != "seed"] if old else []
-            if changed:
-                field, was, now = changed[0]
-                raise GroklabError(f"{out} holds seeds trained with {field}={was!r}, and this command gives "
-                                   f"{field}={now!r}: a --seeds folder varies the seed alone; give another --out_dir")
+        else:  # a folder from before sweep.json: its seeds are adopted, as they were trained
+            old = [_legacy_seed(out, name) for name in sorted(rundir.entries(out))
+                   if (out / name / rundir.CONFIG_FILE).is_file()]
+        _refuse_other_seeds(out, old, configs)
         runs = [SweepRun(f"seed{c.train.seed}", out.name, {"seed": c.train.seed}, c, f"seed{c.train.seed}")
                 for c in configs]
         new_ids = {r.run_id for r in runs}

@@ -283,7 +283,7 @@ class ManyRuns:
                 if len(self.stopped) == 1 and left == 1:
                     raise self.stopped[0]  # one run: its own words ("interrupted (SIGINT) at step N")
                 raise Interrupted(self.stop.signum or 2, f"interrupted ({signal_name(self.stop.signum or 2)}): "
-                                  f"{left} run(s) stopped; each goes on from its last checkpoint, if any, else anew")
+                                  f"{left} run(s) not finished; each goes on from its last checkpoint, if any, else anew")
         return [r for r in self.results if r is not None]
 
     def _schedule(self, todo: list[int]) -> None:
