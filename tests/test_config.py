@@ -160,6 +160,18 @@ def test_constructing_a_section_directly_validates_it_too():
         TrainConfig(seed=2**63)
 
 
+@pytest.mark.parametrize("section, field, value", [("train", "compile", "banana"), ("train", "compile", "auto"),
+                                                    ("train", "cuda_graph", 1), ("optim", "learning_rate", "1e-3"),
+                                                    ("train", "max_steps", 10.5), ("data", "prime", True)])
+def test_from_dict_checks_each_value_as_a_flag_would(section, field, value):
+    """A config.json or sweep.json value of the wrong type is refused naming the field, not carried along as
+    what ran ('compile': 'banana' was read back as the run's setting)."""
+    d = RunConfig().to_dict()
+    d[section][field] = value
+    with pytest.raises(ConfigError, match=f"{field}: expected"):
+        RunConfig.from_dict(d)
+
+
 def test_from_dict_round_trips_and_refuses_unknown_fields():
     cfg = RunConfig().replace(op="/", p=97, tokenizer="number", n_layer=1, lr=3e-3, min_lr=1e-4, seed=7,
                               wandb_mode="offline", out_dir="out/x")
@@ -173,7 +185,7 @@ def test_from_dict_round_trips_and_refuses_unknown_fields():
         RunConfig.from_dict({"model": {"n_layers": 3, "n_heads": 2}})
     with pytest.raises(ConfigError, match=r"^train: unknown field\(s\) max_iters$"):  # an alias is no field name
         RunConfig.from_dict({"train": {"max_iters": 3}})
-    with pytest.raises(ConfigError, match=r"^learning_rate: must be > 0, got -1$"):  # values are validated
+    with pytest.raises(ConfigError, match=r"^learning_rate: must be > 0, got -1.0$"):  # values are validated
         RunConfig.from_dict({"optim": {"learning_rate": -1}})
 
 

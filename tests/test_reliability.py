@@ -159,6 +159,11 @@ def test_torn_and_foreign_files_are_reported_not_loaded(tmp_path, capsys, reliab
         lambda: (run / "state.safetensors").write_bytes((run / "model.safetensors").read_bytes()))
     assert "not a valid JSON file" in attempt("config.json torn mid-write",
                                               lambda: (run / "config.json").write_text('{"config": {"data": '))
+    text = (run / "config.json").read_text()
+    assert '"compile": null' in text
+    assert "compile: expected bool, got 'banana'" in attempt(
+        'config.json edited to say "compile": "banana"',
+        lambda: (run / "config.json").write_text(text.replace('"compile": null', '"compile": "banana"')))
     assert "metrics.jsonl:2: not a metrics line" in attempt(
         "metrics.jsonl with a foreign line", lambda: (run / "metrics.jsonl").write_text(
             (run / "metrics.jsonl").read_text().replace("\n", "\nGARBAGE\n", 1)))

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 from groklab.reporting import report as rep
 from groklab.cli import build_parser, main

@@ -172,10 +172,14 @@ def test_collect_reads_a_single_run_folder(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(row) == RUN_COLUMNS
     assert (row["run_id"], row["experiment"], row["status"]) == ("run", "run", "done")
-    config = {k: v for k, v in flat_fields(cfg).items() if k != "device"}
+    config = {k: v for k, v in flat_fields(cfg).items() if k not in ("device", "compile")}
     assert {k: row[k] for k in config} == config  # the config, flat; but "device" is also a summary key, and
     ran = str(resolve_device("auto"))  # "cpu" or "cuda:0": where "auto" put it
     assert row["device"] == summary["device"] == ran and cfg.train.device == "auto"  # where it ran wins
+    # and "compile" unset means "on a CUDA device": the row says whether the step was compiled as it ran
+    engine = json.loads((tmp_path / "run" / "meta.json").read_text())["engine"]
+    assert cfg.train.compile is None and row["compile"] is ("torch.compile" in engine) and (ran != "cpu" or
+                                                                                           row["compile"] is False)
     assert all(row[k] == summary.get(k) for k in sweepdir.SUMMARY_KEYS)
     assert all(row[f"final_{k}"] == summary["final"].get(k) for k in sweepdir.FINAL_KEYS)
     assert (row["failure"], row["failed_step"], row["last_step"], row["run_dir"]) == (None, None, 12,

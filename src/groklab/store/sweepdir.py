@@ -190,15 +190,19 @@ def ran_config(run_dir: Path, planned: RunConfig) -> RunConfig:
         return planned
     try:
         cfg = rundir.read_config(run_dir).cfg
-        resumes = rundir.read_meta(run_dir).get("resumes") or []
+        meta = rundir.read_meta(run_dir)
     except GroklabError:  # a damaged file: the report names it; the row keeps what the sweep planned
         return planned
+    resumes = meta.get("resumes") or []
     changed = resumes[-1].get("changed") if resumes else None
     if isinstance(changed, dict):
         try:
             cfg = cfg.replace(**{k: v[1] for k, v in changed.items() if isinstance(v, list) and len(v) == 2})
         except (ConfigError, TypeError):
             pass  # not a record groklab wrote: config.json alone
+    engine = meta.get("engine")
+    if isinstance(engine, str):  # compiled or not as it ran: unset means "on a CUDA device", and a compile can fail
+        cfg = cfg.replace(compile="torch.compile" in engine)
     return cfg.replace(out_dir=planned.train.out_dir)
 
 
