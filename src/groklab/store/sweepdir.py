@@ -22,7 +22,6 @@ from typing import Any
 
 from groklab.store import rundir
 from groklab.config import ConfigError, RunConfig, differences
-from groklab.data.dataset import load_run_data
 from groklab.data.equations import fingerprint
 from groklab.errors import CheckpointError, GroklabError
 from groklab.files import append_text, atomic_write, read_json, require, write_json
@@ -295,6 +294,8 @@ def _refuse_other_seeds(out: Path, old: Sequence[SweepRun], configs: Sequence[Ru
     trained = next((r.run_dir for r in old if (r.run_dir / rundir.CONFIG_FILE).is_file()), None)
     if trained is None:
         return  # no seed has started yet: there is no data to compare with
+    from groklab.data.dataset import load_run_data  # here: reading results needs no torch (test_imports)
+
     saved = rundir.read_config(trained)
     was = saved.data_hash or rundir.stored_data_hash(trained)
     now = fingerprint(load_run_data(configs[0].data, configs[0].model).files())
