@@ -172,6 +172,13 @@ def test_from_dict_checks_each_value_as_a_flag_would(section, field, value):
         RunConfig.from_dict(d)
 
 
+def test_from_dict_refuses_a_section_that_is_no_object_and_a_number_no_float_can_hold():
+    with pytest.raises(ConfigError, match="data: expected an object of fields, got list"):
+        RunConfig.from_dict({"data": []})
+    with pytest.raises(ConfigError, match=r"learning_rate: 10{19}\.\.\. is too large for a float"):
+        RunConfig.from_dict({"optim": {"learning_rate": 10**400}})
+
+
 def test_from_dict_round_trips_and_refuses_unknown_fields():
     cfg = RunConfig().replace(op="/", p=97, tokenizer="number", n_layer=1, lr=3e-3, min_lr=1e-4, seed=7,
                               wandb_mode="offline", out_dir="out/x")

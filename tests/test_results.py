@@ -186,6 +186,17 @@ def test_collect_reads_a_single_run_folder(tmp_path):
                                                                                      str(tmp_path / "run"))
     assert evals == [{"run_id": "run", "experiment": "run", **m} for m in metrics_rows(tmp_path / "run")]
 
+    # as it last ran: a compile that failed ran uncompiled, and a resume's engine is the one that ran last
+    meta_path = tmp_path / "run" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for engine, resumes, compiled in [
+            ("eager: not a CUDA device (torch.compile failed, ran uncompiled: InductorError: no compiler)", [], False),
+            ("eager: not a CUDA device", [{"engine": "eager: not a CUDA device + torch.compile",
+                                           "changed": {"compile": [None, True]}}], True),
+            ("cuda-graph + torch.compile", [{"engine": "cuda-graph", "changed": {"compile": [None, False]}}], False)]:
+        meta_path.write_text(json.dumps({**meta, "engine": engine, "resumes": resumes}))
+        assert sweepdir.collect(tmp_path / "run")[0][0]["compile"] is compiled, engine
+
     train_runs([tiny_config(tmp_path / "diverged", learning_rate=1e30)], log=lambda _: None)
     (row,), evals = sweepdir.collect(tmp_path / "diverged")
     failure = json.loads((tmp_path / "diverged" / "failed.json").read_text())

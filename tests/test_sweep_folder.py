@@ -178,6 +178,37 @@ def test_a_seeds_folder_from_before_sweep_json_keeps_its_seeds_and_is_checked_as
     assert sorted(results.load(out).runs.run_id) == ["seed1", "seed2", "seed3"]
 
 
+def test_a_seeds_folder_from_before_sweep_json_is_checked_against_every_seed_and_each_folder_first(tmp_path, capsys):
+    """Seeds trained apart may already disagree (seed1 at one rate, seed2 at another): a --seeds command is
+    refused naming the one that differs, not averaged with them in one report; and a seed folder that holds
+    another seed refuses the command before sweep.json is written (it recorded the folder as the new seed)."""
+    flags = ["--op", "+", "--p", "7", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--max_steps", "6",
+             "--batch_size", "8", "--plot", "false", "--device", "cpu", "--quiet"]
+    out = tmp_path / "mixed"
+    assert run_cli(capsys, ["train", *flags, "--seed", "1", "--out_dir", str(out / "seed1")])[0] == 0
+    assert run_cli(capsys, ["train", *flags, "--seed", "2", "--lr", "0.01", "--out_dir", str(out / "seed2")])[0] == 0
+    before = snapshot(out)
+    code, _, err = run_cli(capsys, ["train", *flags, "--seeds", "3", "--out_dir", str(out)])
+    assert "learning_rate=0.01 (seed2)" in assert_clean_error(code, err)
+    assert snapshot(out) == before and not (out / "sweep.json").exists()
+    shutil.rmtree(out / "seed2")
+    (out / "seed1").rename(out / "seed9")  # seed 1's run, in the folder where seed 9 would go
+    before = snapshot(out)
+    code, _, err = run_cli(capsys, ["train", *flags, "--seeds", "9", "--out_dir", str(out)])
+    assert "holds a run with seed=1, and this command's run seed9 has seed=9" in assert_clean_error(code, err)
+    assert snapshot(out) == before and not (out / "sweep.json").exists()
+
+
+def test_a_sweep_json_with_a_value_of_the_wrong_type_is_named_not_called_foreign(sweep, tmp_path, capsys):
+    path = sweep / "sweep.json"
+    path.write_text(path.read_text().replace('"compile": null', '"compile": "banana"', 1))
+    before = snapshot(sweep)
+    code, _, err = run_cli(capsys, ["sweep", str(spec_file(tmp_path / "specs")), "--out", str(sweep)])
+    message = assert_clean_error(code, err)
+    assert "sweep.json" in message and "compile: expected bool, got 'banana'" in message, message
+    assert snapshot(sweep) == before
+
+
 def test_a_seeds_folder_compares_its_data_by_content_not_by_the_spelling_of_its_path(tmp_path, capsys, monkeypatch):
     flags = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--max_steps", "6", "--batch_size", "8",
              "--plot", "false", "--device", "cpu", "--quiet"]

@@ -21,6 +21,7 @@ TokenizerKind = Literal["char", "number", "hybrid"]
 LossOn = Literal["answer", "answer_only", "all"]
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "mtia")  # torch device types a run can train on
 DEVICE_HELP = f"'auto' or a torch device ({', '.join(DEVICE_TYPES)}, optionally with ':N')"
+COMPILED = " + torch.compile"  # how a run folder's engine path (meta.json) ends when its step ran compiled
 
 
 def is_device_name(text: str) -> bool:
@@ -369,6 +370,8 @@ class RunConfig:
         parts: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             sub = d.get(f.name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{f.name}: expected an object of fields, got {type(sub).__name__}")
             sub_cls = f.default_factory  # type: ignore[misc]
             known = {g.name for g in dataclasses.fields(sub_cls)}
             unknown = set(sub) - known

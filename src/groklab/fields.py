@@ -61,7 +61,10 @@ def checked(name: str, tp: Any, value: Any) -> Any:
             if value in get_args(a):
                 return value
         elif a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise ConfigError(f"{name}: {str(value)[:20]}... is too large for a float") from None
         elif a is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         elif a in (bool, str) and type(value) is a:

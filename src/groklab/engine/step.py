@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 
+from groklab.config import COMPILED
 from groklab.data.examples import Stacked
 from groklab.engine.batch import draw_batch
 from groklab.engine.compile_cache import prepare_compile
@@ -114,7 +115,7 @@ class Engine:
         """What the run folder's engine path adds for compilation: "", " + torch.compile", or why not."""
         if self.compile_failed:
             return f" (torch.compile failed, ran uncompiled: {self.compile_failed})"
-        return " + torch.compile" if self.compiled else ""
+        return COMPILED if self.compiled else ""
 
     def _snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
         """Everything a step changes (weights, optimizer and filter state, step counters), copied."""

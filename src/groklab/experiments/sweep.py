@@ -22,9 +22,8 @@ from groklab.errors import GroklabError
 from groklab.training.groups import train_many
 from groklab.training.interrupts import Interrupted
 from groklab.experiments.spec import MAX_RUNS, PlannedRun, SpecError, SweepSpec, require_data
-from groklab.lock import FolderLock, entries
-from groklab.store.sweepdir import (LOG_FILE, SWEEP_FILE, SweepFolder, SweepRun, ran_config, read_sweep, run_folder,
-                                     write_store)
+from groklab.store.sweepdir import (LOG_FILE, SWEEP_FILE, SweepFolder, SweepRun, check_run_folders, ran_config,
+                                     read_sweep, run_folder, write_store)
 
 
 def _wandb_group(cfg: RunConfig, name: str) -> dict[str, str]:
@@ -113,23 +112,6 @@ def refuse_other_runs(out: Path, spec: SweepSpec, previous: Sequence[SweepRun], 
             field, was, now = changed[0]
             raise GroklabError(f"{out}: the runs of experiment {exp.name!r} there have {field}={was!r}, and "
                                f"{spec.where} gives {field}={now!r}: that is another sweep; give it another --out")
-
-
-def check_run_folders(runs: Sequence[SweepRun]) -> None:
-    """Every run folder, before anything is written or trains: empty or groklab's, holding this run if any,
-    and not in use by another command (which would stop the sweep half-way)."""
-    for r in runs:
-        rundir.refuse_foreign(r.run_dir, "--out")  # as a run's own command refuses it
-        if not entries(r.run_dir):
-            continue
-        if (r.run_dir / rundir.CONFIG_FILE).is_file():
-            saved = rundir.read_config(r.run_dir).cfg
-            changed = differences(saved, r.config, roles=("is",))
-            if changed:
-                field, was, now = changed[0]
-                raise GroklabError(f"{r.run_dir}: holds a run with {field}={was!r}, and this sweep's run "
-                                   f"{r.run_id} has {field}={now!r}; move it away, or give the sweep another --out")
-        FolderLock(r.run_dir).acquire().release()  # raises FolderInUse naming the folder
 
 
 PROGRESS_INTERVAL = 30.0  # seconds between the progress lines of a sweep whose bar is off (a log, nohup)

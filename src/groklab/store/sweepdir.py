@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from groklab.store import rundir
-from groklab.config import ConfigError, RunConfig, differences
+from groklab.config import COMPILED, ConfigError, RunConfig, differences
 from groklab.data.equations import fingerprint
 from groklab.errors import CheckpointError, GroklabError
 from groklab.files import append_text, atomic_write, read_json, require, write_json
@@ -107,6 +107,8 @@ def refuse_foreign(out: Path, what: str = "--out") -> None:
         raise GroklabError(f"{out}: is a file; {what} must name a folder")
     present = rundir.entries(out)
     if present and not is_ours(out):
+        if (out / SWEEP_FILE).is_file():
+            read_sweep(out)  # a sweep.json that does not read: its own error names the file and what is wrong
         shown = ", ".join(present[:6]) + (f", ... ({len(present)} in all)" if len(present) > 6 else "")
         raise GroklabError(f"{out} already holds files groklab did not write as a sweep ({shown}); choose another "
                            f"{what} or an empty folder")
@@ -199,9 +201,10 @@ def ran_config(run_dir: Path, planned: RunConfig) -> RunConfig:
             cfg = cfg.replace(**{k: v[1] for k, v in changed.items() if isinstance(v, list) and len(v) == 2})
         except (ConfigError, TypeError):
             pass  # not a record groklab wrote: config.json alone
-    engine = meta.get("engine")
-    if isinstance(engine, str):  # compiled or not as it ran: unset means "on a CUDA device", and a compile can fail
-        cfg = cfg.replace(compile="torch.compile" in engine)
+    # compiled or not as it last ran: unset means "on a CUDA device", and a compile can fail (then it ran without)
+    engine = (resumes[-1] if resumes and "engine" in resumes[-1] else meta).get("engine")
+    if isinstance(engine, str):
+        cfg = cfg.replace(compile=engine.endswith(COMPILED))
     return cfg.replace(out_dir=planned.train.out_dir)
 
 
@@ -275,6 +278,24 @@ def _legacy_seeds_folder(out: Path) -> bool:
             and all(re.fullmatch(r"seed-?\d+", n) and rundir.is_ours(out / n) for n in present))
 
 
+def check_run_folders(runs: Sequence[SweepRun], flag: str = "--out", whose: str = "sweep") -> None:
+    """Every run folder, before anything is written or trains: empty or groklab's, holding this run if any,
+    and not in use by another command (which would stop the sweep half-way). `flag`, `whose`: what the
+    refusals name (a sweep's --out; a --seeds command's --out_dir)."""
+    for r in runs:
+        rundir.refuse_foreign(r.run_dir, flag)  # as a run's own command refuses it
+        if not rundir.entries(r.run_dir):
+            continue
+        if (r.run_dir / rundir.CONFIG_FILE).is_file():
+            saved = rundir.read_config(r.run_dir).cfg
+            changed = differences(saved, r.config, roles=("is",))
+            if changed:
+                field, was, now = changed[0]
+                raise GroklabError(f"{r.run_dir}: holds a run with {field}={was!r}, and this {whose}'s run "
+                                   f"{r.run_id} has {field}={now!r}; move it away, or give the {whose} another {flag}")
+        FolderLock(r.run_dir).acquire().release()  # raises FolderInUse naming the folder
+
+
 def _legacy_seed(out: Path, name: str) -> SweepRun:
     cfg = rundir.read_config(out / name).cfg
     return SweepRun(name, out.name, {"seed": cfg.train.seed}, cfg.replace(out_dir=str(out / name)), name)
@@ -284,24 +305,24 @@ def _refuse_other_seeds(out: Path, old: Sequence[SweepRun], configs: Sequence[Ru
     """A --seeds folder is one experiment whose only axis is the seed: new seeds must be the same run in every
     field of what a run is but the seed, and train on the same data, compared by content as a resume compares
     it (a data folder may be spelled another way, or the same spelling hold other data now)."""
-    if not old:
+    for r in old:  # every one: a folder from before sweep.json may hold seeds that already disagree
+        changed = [d for d in differences(r.config, configs[0], roles=("is",)) if d[0] != "seed"]
+        if changed:
+            field, was, now = changed[0]
+            raise GroklabError(f"{out} holds seeds trained with {field}={was!r} ({r.run_id}), and this command "
+                               f"gives {field}={now!r}: a --seeds folder varies the seed alone; give another --out_dir")
+    trained = [r for r in old if (r.run_dir / rundir.CONFIG_FILE).is_file()]  # a seed never started has no data
+    if not trained:
         return
-    changed = [d for d in differences(old[0].config, configs[0], roles=("is",)) if d[0] != "seed"]
-    if changed:
-        field, was, now = changed[0]
-        raise GroklabError(f"{out} holds seeds trained with {field}={was!r}, and this command gives "
-                           f"{field}={now!r}: a --seeds folder varies the seed alone; give another --out_dir")
-    trained = next((r.run_dir for r in old if (r.run_dir / rundir.CONFIG_FILE).is_file()), None)
-    if trained is None:
-        return  # no seed has started yet: there is no data to compare with
     from groklab.data.dataset import load_run_data  # here: reading results needs no torch (test_imports)
 
-    saved = rundir.read_config(trained)
-    was = saved.data_hash or rundir.stored_data_hash(trained)
     now = fingerprint(load_run_data(configs[0].data, configs[0].model).files())
-    if was != now:
-        raise GroklabError(f"{out} holds seeds trained on other data than this command gives (content {was[:12]}, "
-                           f"now {now[:12]}): a --seeds folder varies the seed alone; give another --out_dir")
+    for r in trained:
+        was = rundir.read_config(r.run_dir).data_hash or rundir.stored_data_hash(r.run_dir)
+        if was != now:
+            raise GroklabError(f"{out} holds seeds trained on other data than this command gives ({r.run_id}: "
+                               f"content {was[:12]}, now {now[:12]}): a --seeds folder varies the seed alone; "
+                               "give another --out_dir")
 
 
 def claim_seeds_folder(out: Path, configs: Sequence[RunConfig], argv: Sequence[str] | None) -> SweepFolder:
@@ -326,6 +347,7 @@ def claim_seeds_folder(out: Path, configs: Sequence[RunConfig], argv: Sequence[s
         _refuse_other_seeds(out, old, configs)
         runs = [SweepRun(f"seed{c.train.seed}", out.name, {"seed": c.train.seed}, c, f"seed{c.train.seed}")
                 for c in configs]
+        check_run_folders(runs, "--out_dir", "command")  # before sweep.json records them
         new_ids = {r.run_id for r in runs}
         header = {"name": out.name, "description": f"groklab train --seeds into {out.name}", "kind": "seeds",
                   "experiments": [{"name": out.name, "description": "", "axes": ["seed"]}]}
