@@ -378,8 +378,7 @@ class RunConfig:
             if unknown:
                 raise ConfigError(f"{f.name}: unknown field(s) {', '.join(sorted(unknown))}")
             # typed as the flags and specs are: a file's "compile": "banana" is refused, not carried as a truth
-            hints = _hints(sub_cls)
-            parts[f.name] = sub_cls(**{k: checked(k, hints[k], v) for k, v in sub.items()})
+            parts[f.name] = sub_cls(**{k: checked(k, _field_table()[k][2], v) for k, v in sub.items()})
         return cls(**parts)
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -393,11 +392,6 @@ class RunConfig:
         for owner, fields in per_section.items():  # one replace a section: validated as a whole
             sections[owner] = dataclasses.replace(sections[owner], **fields)
         return RunConfig(**sections)
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
 
 
 SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,

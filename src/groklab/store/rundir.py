@@ -243,6 +243,12 @@ def stored_data_hash(run_dir: Path) -> str:
     return fingerprint(files)
 
 
+def trained_data_hash(run_dir: Path, saved: SavedConfig) -> str:
+    """The content hash of the data the run in `run_dir` (its config.json read as `saved`) trained on: as
+    config.json recorded it, or from its copy in data/ (folders of groklab 0.1 recorded none)."""
+    return saved.data_hash or stored_data_hash(run_dir)
+
+
 def stored_data_config(cfg: RunConfig, run_dir: Path) -> RunConfig:
     """The same run config, its data read back from the copy inside the run folder."""
     folder = run_dir / DATA_DIR
@@ -390,7 +396,7 @@ def check_same_run(run_dir: Path, saved: SavedConfig, cfg: RunConfig, data: RunD
         raise GroklabError(f"{run_dir} holds a run with {name}={old!r}, and this command asks for {name}={new!r}: "
                            f"{name} is part of what a run is, so it cannot change on resume (use the run's own "
                            f"value, or another --out_dir).{hint}")
-    old_hash = saved.data_hash or stored_data_hash(run_dir)
+    old_hash = trained_data_hash(run_dir, saved)
     new_hash = fingerprint(data.files())
     if old_hash != new_hash:
         source = differences(saved.cfg, cfg, roles=("source",))

@@ -318,7 +318,7 @@ def _refuse_other_seeds(out: Path, old: Sequence[SweepRun], configs: Sequence[Ru
 
     now = fingerprint(load_run_data(configs[0].data, configs[0].model).files())
     for r in trained:
-        was = rundir.read_config(r.run_dir).data_hash or rundir.stored_data_hash(r.run_dir)
+        was = rundir.trained_data_hash(r.run_dir, rundir.read_config(r.run_dir))
         if was != now:
             raise GroklabError(f"{out} holds seeds trained on other data than this command gives ({r.run_id}: "
                                f"content {was[:12]}, now {now[:12]}): a --seeds folder varies the seed alone; "
