@@ -22,10 +22,8 @@ import time
 
 import torch
 
-from common import machine, window
+from common import machine, study_groups, window
 
-from groklab.data.dataset import load_run_data
-from groklab.training.groups import plan_groups
 from groklab.training.loop import open_group, resolve_device
 from groklab.workflows import study_spec
 
@@ -87,12 +85,10 @@ def main() -> None:
                     "precision": args.precision, "steps": args.steps,
                     "inductor": args.inductor}
     with tempfile.TemporaryDirectory() as tmp:
-        configs = [r.config.replace(out_dir=f"{tmp}/{i}", compile=args.compile, device=device.type)
-                   for i, r in enumerate(runs)]
-        datas = [load_run_data(c.data, c.model) for c in configs]
+        configs, datas, planned = study_groups(runs, device, args.compile, tmp)
         t0 = time.perf_counter()
         groups = [open_group([configs[i] for i in g], datas=[datas[i] for i in g], log=lambda line: None)
-                  for g in plan_groups(configs, datas)]
+                  for g in planned]
         report["open_s"] = round(time.perf_counter() - t0, 1)
         report["paths"] = sorted({g.path for g in groups})
         streams = [torch.cuda.Stream(device) for _ in groups]

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 
-from common import machine, window
+from common import machine, study_groups, window
 
 from groklab.data.dataset import load_run_data
-from groklab.training.groups import plan_groups
 from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
 from groklab.workflows import reproduce, study_spec
 from groklab.training.loop import open_group, resolve_device
@@ -73,10 +72,8 @@ def group_step_times(runs, device: torch.device, compile: bool, steps: int = 200
     steps is the GPU work of the study with the groups in turn; running them at once overlaps it."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        configs = [r.config.replace(out_dir=f"{tmp}/{i}", compile=compile, device=device.type)
-                   for i, r in enumerate(runs)]
-        datas = [load_run_data(c.data, c.model) for c in configs]
-        for group in plan_groups(configs, datas):
+        configs, datas, groups = study_groups(runs, device, compile, tmp)
+        for group in groups:
             c = configs[group[0]]
             t0 = time.perf_counter()
             g = open_group([configs[i] for i in group], datas=[datas[i] for i in group], log=lambda line: None)

@@ -17,6 +17,7 @@ from groklab.engine.hyper import Hyper
 from groklab.data.examples import stack
 from groklab.model.gpt import GPT
 from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
+from groklab.training.groups import plan_groups
 
 OPTIM = OptimConfig(learning_rate=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, grad_clip=0.0)
 
@@ -60,6 +61,14 @@ def eager_step_fn(data: RunData, mcfg: ModelConfig, batch: int, device: torch.de
         reference_step(ref, opt, x, y)
 
     return step
+
+
+def study_groups(runs, device: torch.device, compile: bool, tmp: str):
+    """A study's runs (its spec expanded) as its sweep would train them here: their configs (folders under
+    `tmp`, compiled or not), their data, and the engine groups the sweep plans."""
+    configs = [r.config.replace(out_dir=f"{tmp}/{i}", compile=compile, device=device.type) for i, r in enumerate(runs)]
+    datas = [load_run_data(c.data, c.model) for c in configs]
+    return configs, datas, plan_groups(configs, datas)
 
 
 def sync(device: torch.device) -> None:
