@@ -154,6 +154,11 @@ def test_new_seeds_with_other_settings_are_refused_in_a_train_seeds_folder(tmp_p
     assert "learning_rate=0.001" in message and "learning_rate=0.01" in message
     assert snapshot(tmp_path / "seeds") == before
     assert run_cli(capsys, ["train", *flags, "--seeds", "3", "--out_dir", out])[0] == 0  # the same run: one more seed
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, ["train", *flags, "--seeds", "1", "--out_dir", str(tmp_path / "mine")])
+    assert "choose another --out_dir or an empty folder" in assert_clean_error(code, err)  # the flag it was given
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
     assert sorted(p.name for p in (tmp_path / "seeds").glob("seed*")) == ["seed1", "seed2", "seed3"]
     reliability("sweeps", "`train --seeds 3` with another --lr into a --seeds folder of seeds 1 and 2",
                 f"exit {code}, nothing changed: {hide(message, tmp_path)}")

@@ -121,10 +121,11 @@ class SweepFolder:
         self.path = Path(out)
         self.lock = FolderLock(self.path)
 
-    def claim(self) -> "SweepFolder":
+    def claim(self, what: str = "--out") -> "SweepFolder":
         """Take the lock, refusing a folder that is not a sweep's: checked first, so that a foreign folder is
-        left as it was, and again once held, for what another writer did meanwhile."""
-        self.lock.acquire_checked(refuse_foreign)  # another sweep mid-write is "in use" (lock.py)
+        left as it was, and again once held, for what another writer did meanwhile. `what`: the flag a refusal
+        names."""
+        self.lock.acquire_checked(lambda path: refuse_foreign(path, what))  # another sweep mid-write: "in use"
         return self
 
     def close(self) -> None:
@@ -333,7 +334,7 @@ def claim_seeds_folder(out: Path, configs: Sequence[RunConfig], argv: Sequence[s
     if _legacy_seeds_folder(out):
         folder.lock.acquire()
     else:
-        folder.claim()
+        folder.claim("--out_dir")
     try:
         old: list[SweepRun] = []
         if (out / SWEEP_FILE).exists():
