@@ -245,6 +245,25 @@ def test_compiled_step_matches_eager_on_cpu():
     torch.testing.assert_close(plain.model.flat, compiled.model.flat, rtol=1e-5, atol=5e-6)  # fused rounding
 
 
+def test_the_compiled_step_is_one_graph_without_breaks():
+    """torch.compile traces the whole loss (forward and backward, the embedding's split table gradient
+    included) and the batch without a graph break: a break leaves pieces of the step uncompiled between
+    kernels, slower and different from what the GPU tests check. (A max() with a default in the embedding's
+    backward broke it three times a step.)"""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    datasets = [_data(300, 6), _data(300, 7)]
+    model = GPT(CFG, V, 2)
+    model.init_from_seeds([1, 2])
+    train = stack([Examples(x, y) for x, y in datasets])
+    engine = Engine(model, Hyper.build([OptimConfig()] * 2, [1, 2], [64, 64], CPU), train, optimizer="tensor",
+                    compile=True)  # 64 x 6 tokens: the table gradient in parts (test_model checks the parts)
+    assert engine.compiled and not engine.compile_failed
+    engine.step()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+
+
 @pytest.mark.parametrize("optimizer", ["fused", "tensor"])
 def test_building_a_compiled_engine_leaves_no_trace_of_its_trial_step(optimizer):
     """A compiled engine compiles in one rolled-back step when it is built: its weights, Adam moments and step

@@ -171,3 +171,22 @@ def test_attention_as_reductions_equals_the_matmul_attention(select):
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(outs[0], _attention(qq, k, v, torch.ones_like(allowed), 0.0))  # the mask matters
+
+
+@pytest.mark.parametrize("B, T", [(8, 5), (64, 9), (48, 7)])
+def test_the_compiled_paths_embedding_gradient_is_the_embeddings_own(B, T):
+    """The table gradient as one-hot products over parts of the batch (compiled code) equals the embedding's
+    own backward, for a batch too small to split and for batches split into 4 and 2 parts; the same ids
+    give the same bits twice (a fixed order)."""
+    from groklab.model.gpt import _EmbeddingSummedByProduct, _lookup, _table_parts
+
+    assert [_table_parts(*shape) for shape in [(8, 5), (64, 9), (48, 7), (512, 9)]] == [1, 4, 2, 32]
+    g = torch.Generator().manual_seed(0)
+    E, V, C = 3, 11, 16
+    idx = torch.randint(0, V, (E, B, T), generator=g)
+    wte = torch.randn(E, V, C, generator=g, requires_grad=True)
+    up = torch.randn(E, B, T, C, generator=g)
+    want, = torch.autograd.grad((_lookup(idx, wte) * up).sum(), wte)
+    got = [torch.autograd.grad((_EmbeddingSummedByProduct.apply(idx, wte) * up).sum(), wte)[0] for _ in range(2)]
+    torch.testing.assert_close(got[0], want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got[0], got[1])
