@@ -9,10 +9,7 @@ source "$(dirname "$0")/round_common.sh"
 frame round7.tar.gz
 export PYTHONPYCACHEPREFIX=/tmp/round7-pyc
 stamp "start"
-timeout "$(until_left 380)" python3 -m pytest -v -p no:cacheprovider -p no:benchmark -n 4 --timeout 150 \
-    tests/test_gpu.py "tests/test_sweep.py::test_groups_trained_concurrently_match_groups_trained_in_turn" \
-    tests/test_engine.py::test_compiled_step_matches_eager_on_cpu > "$R/tests.log" 2>&1
-stamp "tests exited $?"; grep -E "^FAILED|^ERROR|Timeout|[0-9]+ passed|[0-9]+ failed" "$R/tests.log" | tail -25
+gpu_tests 380 150 tests/test_engine.py::test_compiled_step_matches_eager_on_cpu
 for shape in "6 64" "3 512"; do
     set -- $shape
     timeout "$(until_left 260)" python3 benchmarks/profile_group.py --E "$1" --batch "$2" --compile --precision bf16 \

@@ -11,11 +11,8 @@ source "$(dirname "$0")/round_common.sh"
 frame round9.tar.gz
 export PYTHONPYCACHEPREFIX=/tmp/round9-pyc
 stamp "start"
-timeout "$(until_left 190)" python3 -m pytest -v -p no:cacheprovider -p no:benchmark -n 4 --timeout 180 \
-    tests/test_gpu.py "tests/test_sweep.py::test_groups_trained_concurrently_match_groups_trained_in_turn" \
-    tests/test_engine.py::test_compiled_step_matches_eager_on_cpu \
-    tests/test_engine.py::test_the_compiled_step_is_one_graph_without_breaks > "$R/tests.log" 2>&1
-stamp "tests exited $?"; grep -E "^FAILED|^ERROR|Timeout|[0-9]+ passed|[0-9]+ failed" "$R/tests.log" | tail -25
+gpu_tests 190 180 tests/test_engine.py::test_compiled_step_matches_eager_on_cpu \
+    tests/test_engine.py::test_the_compiled_step_is_one_graph_without_breaks
 grep -E "^E  |Error" "$R/tests.log" | head -30
 timeout "$(until_left 5)" python3 benchmarks/bench_overlap.py --steps 300 --compile --precision bf16 \
     > "$R/overlap.json" 2>"$R/overlap.err"

@@ -16,3 +16,13 @@ frame() {
     nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv > "$R/gpu.txt" 2>&1
     python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" >> "$R/gpu.txt" 2>&1
 }
+# the GPU tests (every CUDA test, the sweep's concurrent groups, and any tests given), 4 at a time, leaving
+# $1 s of the deadline to the stages after them, $2 s a test at most; their log in $R/tests.log
+gpu_tests() {
+    local keep=$1 per_test=$2
+    shift 2
+    timeout "$(until_left "$keep")" python3 -m pytest -v -p no:cacheprovider -p no:benchmark -n 4 --timeout "$per_test" \
+        tests/test_gpu.py "tests/test_sweep.py::test_groups_trained_concurrently_match_groups_trained_in_turn" \
+        "$@" > "$R/tests.log" 2>&1
+    stamp "tests exited $?"; grep -E "^FAILED|^ERROR|Timeout|[0-9]+ passed|[0-9]+ failed" "$R/tests.log" | tail -25
+}
