@@ -22,6 +22,7 @@ from groklab.model.gpt import param_layout
 from groklab.store.runfolder import RunFolder
 from groklab.training.loop import OpenGroup, group_key, open_group, train_group, train_runs
 from groklab.training.plan import finished_result, plan_run
+from groklab.training.precompile import Precompile
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
 MAX_AUTO_CONCURRENT = 8  # groups trained at once on one GPU by default: enough to fill an H100 with small groups
@@ -241,8 +242,11 @@ class ManyRuns:
         after another, before any trains; then each trains in its own thread and CUDA stream. A capture while
         other threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
         opened: list[tuple[list[int], OpenGroup]] = []
+        # workers compile the other groups meanwhile, each into the compile cache (precompile.py)
+        precompile = Precompile([[self.configs[i] for i in chunk] for chunk, _ in wave])
         try:
-            for chunk, log in wave:
+            for k, (chunk, log) in enumerate(wave):
+                precompile.wait(k, lambda: bool(self.stop))
                 pending = [chunk]
                 while pending and not self.stop:
                     part = pending.pop(0)
@@ -256,6 +260,8 @@ class ManyRuns:
             for _, group in opened:
                 group.close()
             raise
+        finally:
+            precompile.close()
         torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
 
         def run(part: list[int], group: OpenGroup) -> None:

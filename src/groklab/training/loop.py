@@ -136,19 +136,29 @@ def open_group(configs: Sequence[RunConfig], argv: list[str] | None = None,
         raise
 
 
+def build_engine(configs: Sequence[RunConfig], datas: Sequence[RunData]) -> tuple[GPT, Engine]:
+    """The model of a group's runs, initialised from their seeds, and its engine (compiled, where the runs
+    compile, in the engine's trial step): what opening a group builds before any folder is read."""
+    mcfg, vocab = group_key(configs[0], datas[0])[:2]
+    tcfg = configs[0].train
+    device = resolve_device(tcfg.device)
+    model = GPT(mcfg, vocab, len(configs), device)
+    model.init_from_seeds([c.train.seed for c in configs])
+    hyper = Hyper.build([c.optim for c in configs], [c.train.seed for c in configs],
+                        [c.train.batch_size for c in configs], device)
+    engine = Engine(model, hyper, stack([d.splits["train"] for d in datas], mcfg.block_size),
+                    compile=compiles(tcfg.compile, device), precision=tcfg.precision)
+    return model, engine
+
+
 def _open(members: list[Member], resume: list[bool], start: int, argv: list[str] | None,
           log: Callable[[str], None] | None, on_steps: Callable[[int], None] | None) -> OpenGroup:
-    mcfg, vocab = _group_shape(members)
+    mcfg, _ = _group_shape(members)
     tcfg = members[0].cfg.train
     device = resolve_device(tcfg.device)
     E = len(members)
 
-    model = GPT(mcfg, vocab, E, device)
-    model.init_from_seeds([m.cfg.train.seed for m in members])
-    hyper = Hyper.build([m.cfg.optim for m in members], [m.cfg.train.seed for m in members],
-                        [m.cfg.train.batch_size for m in members], device)
-    engine = Engine(model, hyper, stack([m.data.splits["train"] for m in members], mcfg.block_size),
-                    compile=compiles(tcfg.compile, device), precision=tcfg.precision)
+    model, engine = build_engine([m.cfg for m in members], [m.data for m in members])
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.scored[split] for m in members]
