@@ -1,0 +1,235 @@
+"""The report's figures drawn in worker processes (`reporting.drawing`): the whole report folder is byte for
+byte the serial path's, with a caller's matplotlib settings too; a pool that cannot start, or whose worker
+dies, leaves the same report drawn here; how many workers a machine gets; and a Ctrl-C or SIGTERM while the
+workers start or draw ends the command in one line, with no worker left and the earlier report intact.
+
+The module imports nothing heavy at its top: a worker that runs one of its functions imports it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Executor
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+import groklab
+from groklab.reporting import drawing
+
+SRC = str(Path(groklab.__file__).resolve().parent.parent)
+SPEC = """name = "tiny-drawing"
+[[experiment]]
+name = "phase"
+[experiment.grid]
+weight_decay = [0.1, 1.0]
+seed = [1, 2]
+
+[[experiment]]
+name = "diverge"
+[experiment.base]
+learning_rate = 1000.0
+[experiment.grid]
+seed = [3]
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """5 tiny runs (a heatmap, a comparison, bands, each seed's curves, a failed run) with an earlier report,
+    and one run with an analysis figure (read, not drawn): 10 figures."""
+    from groklab.experiments.spec import load_spec
+    from groklab.experiments.sweep import run_sweep
+    from groklab.reporting.report import write_report
+    from groklab.store import rundir
+    from test_sweep import TINY_BASE
+
+    root = tmp_path_factory.mktemp("drawing")
+    (root / "spec.toml").write_text(SPEC.replace("[[experiment]]", TINY_BASE + "\n[[experiment]]", 1))
+    out = root / "out"
+    run_sweep(load_spec(root / "spec.toml"), out, argv=["groklab", "sweep", "spec.toml"], echo=lambda _: None)
+    first_run = sorted((out / "runs" / "phase").iterdir())[0]
+    (first_run / rundir.ANALYSIS_PLOTS[0]).write_bytes(b"\x89PNG\r\n\x1a\n not drawn, only read")
+    write_report(out, workers=0)
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, by its path inside it."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class _Written(datetime):
+    """The report's 'written' time, the same for both paths (it says the minute it was written)."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime(2026, 12, 1, 12, 0, tzinfo=tz)
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    import matplotlib
+
+    import groklab.reporting.build as build
+
+    monkeypatch.setattr(build, "datetime", _Written)
+    # a caller's own settings (a notebook's style): the workers must draw with them too
+    monkeypatch.setitem(matplotlib.rcParams, "lines.linewidth", 2.5)
+    monkeypatch.setitem(matplotlib.rcParams, "font.size", 9.0)
+
+
+def _report(folder: Path, workers: int, notes: list[str] | None = None) -> dict[str, bytes]:
+    from groklab.reporting.report import write_report
+
+    write_report(folder, (notes if notes is not None else []).append, workers=workers)
+    return snapshot(folder)
+
+
+def test_the_pool_writes_the_serial_report_byte_for_byte(sweep, frozen, monkeypatch):
+    started, spawn = [], drawing.spawn_pool
+
+    def counted(workers: int) -> Executor:
+        started.append(workers)
+        return spawn(workers)
+
+    monkeypatch.setattr(drawing, "spawn_pool", counted)
+    serial = _report(sweep, 0)
+    assert not started
+    notes: list[str] = []
+    pooled = _report(sweep, 2, notes)
+    # the pool drew every figure: a fallback would have said so in a note
+    assert started == [2] and not any("figures drawn in this process" in n for n in notes), notes
+    assert len([p for p in pooled if p.startswith("report_files/")]) == 10
+    assert pooled.keys() == serial.keys()
+    assert [p for p in serial if pooled[p] != serial[p]] == []
+
+
+class _NoPool(Executor):
+    """A pool that cannot start its processes (a sandbox that forbids them)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        raise PermissionError("[Errno 1] Operation not permitted")
+
+
+def _no_shm(workers: int) -> Executor:
+    raise FileNotFoundError("[Errno 2] No such file or directory: '/dev/shm'")
+
+
+@pytest.mark.parametrize("factory", [_no_shm, lambda workers: _NoPool()], ids=["no /dev/shm", "no processes"])
+def test_a_pool_that_cannot_start_leaves_the_serial_report(sweep, frozen, monkeypatch, factory):
+    serial = _report(sweep, 0)
+    monkeypatch.setattr(drawing, "spawn_pool", factory)
+    notes: list[str] = []
+    assert _report(sweep, 2, notes) == serial
+    assert len(notes) == 2 and "figures drawn in this process: the worker pool stopped" in notes[0], notes
+
+
+def _here_or_die(parent: int, png: bytes) -> bytes:
+    """A figure whose worker dies (the OOM killer, a crash in a C library); drawn in the parent, it is fine."""
+    if os.getpid() != parent:
+        os._exit(1)
+    return png
+
+
+def test_a_worker_that_dies_leaves_the_rest_drawn_here():
+    from groklab import plots
+
+    history = [{"step": s, "train_loss": 1 / s, "val_loss": 2 / s, "train_acc": 0.5, "val_acc": 0.4}
+               for s in (1, 10, 100)]
+    draws = [partial(plots.plot_curves, history, None, f"figure {i}", {}, dpi=40) for i in range(3)]
+    draws.insert(1, partial(_here_or_die, os.getpid(), b"drawn here"))
+    notes: list[str] = []
+    assert drawing.draw_all(draws, workers=2, note=notes.append) == [d() for d in draws]
+    assert len(notes) == 1 and "BrokenProcessPool" in notes[0], notes
+
+
+def test_a_worker_draws_without_torch():
+    """A spawned worker imports the plots and matplotlib, not the training code (1.5 s more each)."""
+    from groklab import plots
+
+    draws = [partial(plots.plot_curves, [{"step": 1, "train_loss": 1.0}], None, "t", {}, dpi=40),
+             partial(eval, "sorted(__import__('sys').modules)")]
+    png, modules = drawing.draw_all(draws, workers=1, note=pytest.fail)
+    assert png[:4] == b"\x89PNG" and "groklab.plots" in modules and "matplotlib" in modules
+    assert [m for m in modules if m.split(".")[0] == "torch"] == []
+
+
+def test_how_many_workers():
+    assert drawing.worker_count(53, 16) == 16  # seed 000's report on the GPU machine: one a core
+    assert drawing.worker_count(53, 64) == 26  # two figures a worker at least
+    assert drawing.worker_count(8, 16) == 4
+    assert drawing.worker_count(53, 2) == drawing.worker_count(53, 1) == 0  # measured: no faster on 2 cores
+    assert drawing.worker_count(3, 16) == drawing.worker_count(0, 16) == 0  # a worker's start would not pay
+    assert drawing.worker_count(53, 3) == 3
+
+
+def test_the_rule_reads_the_affinity_and_the_variable(monkeypatch):
+    started = []
+    monkeypatch.setattr(drawing, "spawn_pool", lambda workers: started.append(workers) or _no_shm(workers))
+    draws = [partial(bytes, 1)] * 53
+    monkeypatch.delenv(drawing.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    drawing.draw_all(draws)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    drawing.draw_all(draws)
+    monkeypatch.setenv(drawing.WORKERS_ENV, "0")
+    drawing.draw_all(draws)
+    monkeypatch.setenv(drawing.WORKERS_ENV, "3")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert drawing.draw_all(draws) == [b"\0"] * 53
+    assert started == [16, 3]
+
+
+def _workers_of(pid: int, timeout: float = 30) -> list[int]:
+    """The pool's workers under process `pid`, once both have started (multiprocessing's resource tracker,
+    also a child, is not one)."""
+    import psutil
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            kids = psutil.Process(pid).children()
+            workers = [k.pid for k in kids if "spawn_main" in " ".join(k.cmdline())]
+        except psutil.Error:
+            workers = []
+        if len(workers) == 2:
+            return workers
+        time.sleep(0.01)
+    raise AssertionError("the workers did not start")
+
+
+@pytest.mark.parametrize("signum, group, wait", [(signal.SIGINT, True, 0.0), (signal.SIGINT, True, 0.6),
+                                                 (signal.SIGTERM, False, 0.6)],
+                         ids=["ctrl-c as the workers start", "ctrl-c as they draw", "sigterm as they draw"])
+def test_a_signal_during_the_pool_ends_the_command_in_one_line(sweep, signum, group, wait, reliability):
+    """A terminal's Ctrl-C reaches the whole process group (the workers too); a SIGTERM, only the parent."""
+    import psutil
+
+    before = snapshot(sweep)
+    env = {**os.environ, "PYTHONPATH": SRC, drawing.WORKERS_ENV: "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "groklab", "report", str(sweep)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        workers = _workers_of(proc.pid)
+        time.sleep(wait)
+        os.killpg(proc.pid, signum) if group else os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signum, (out, err)
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert err.startswith("groklab: interrupted" if signum == signal.SIGINT else "groklab: stopped by SIGTERM"), err
+    end = time.monotonic() + 5
+    while any(psutil.pid_exists(w) and psutil.Process(w).status() != psutil.STATUS_ZOMBIE for w in workers):
+        assert time.monotonic() < end, "a worker outlived the command"
+        time.sleep(0.05)
+    assert snapshot(sweep) == before  # the earlier report as it was, no temp folder left
+    reliability("signals", f"{signal.Signals(signum).name} while the report's workers "
+                + ("start" if wait == 0 else "draw"), f"exit {128 + signum}, one line, no worker left")
