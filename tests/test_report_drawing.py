@@ -88,7 +88,11 @@ def _report(folder: Path, workers: int, notes: list[str] | None = None) -> dict[
     from groklab.reporting.report import write_report
 
     write_report(folder, (notes if notes is not None else []).append, workers=workers)
-    return snapshot(folder)
+    written = snapshot(folder)
+    figures = {p: png for p, png in written.items() if p.startswith("report_files/")}
+    assert len(figures) == 10 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in figures.values())
+    assert sum(png.endswith(b"not drawn, only read") for png in figures.values()) == 1
+    return written
 
 
 def test_the_pool_writes_the_serial_report_byte_for_byte(sweep, frozen, monkeypatch):
@@ -105,7 +109,6 @@ def test_the_pool_writes_the_serial_report_byte_for_byte(sweep, frozen, monkeypa
     pooled = _report(sweep, 2, notes)
     # the pool drew every figure: a fallback would have said so in a note
     assert started == [2] and not any("figures drawn in this process" in n for n in notes), notes
-    assert len([p for p in pooled if p.startswith("report_files/")]) == 10
     assert pooled.keys() == serial.keys()
     assert [p for p in serial if pooled[p] != serial[p]] == []
 
@@ -186,6 +189,34 @@ def test_the_rule_reads_the_affinity_and_the_variable(monkeypatch):
     assert started == [16, 3]
 
 
+IDLE_WORKER = """
+import functools, sys, time
+from groklab.reporting.drawing import draw_all
+try:
+    draw_all([functools.partial(time.sleep, 20), functools.partial(time.sleep, 0)], workers=2)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+
+
+def test_a_ctrl_c_reaches_an_idle_worker_in_silence():
+    """A worker waiting for a figure (the last ones are being drawn) leaves the Ctrl-C to the parent: a
+    KeyboardInterrupt of its own would print a traceback."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-c", IDLE_WORKER], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        workers = _workers_of(proc.pid)
+        time.sleep(1.0)  # both started; one is drawing (sleeping), the other waits for work
+        _ctrl_c(proc.pid, workers)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert (proc.returncode, out, err) == (130, "interrupted\n", "")
+
+
 def _workers_of(pid: int, timeout: float = 30) -> list[int]:
     """The pool's workers under process `pid`, once both have started (multiprocessing's resource tracker,
     also a child, is not one)."""
@@ -204,6 +235,15 @@ def _workers_of(pid: int, timeout: float = 30) -> list[int]:
     raise AssertionError("the workers did not start")
 
 
+def _ctrl_c(parent: int, workers: list[int], signum: int = signal.SIGINT) -> None:
+    """A terminal's Ctrl-C reaches every process of the group, in an order of the kernel's choosing: here the
+    workers first and the parent a moment later, so that what a worker does with it has time to show."""
+    for w in workers:
+        os.kill(w, signum)
+    time.sleep(0.3)
+    os.kill(parent, signum)
+
+
 @pytest.mark.parametrize("signum, group, wait", [(signal.SIGINT, True, 0.0), (signal.SIGINT, True, 0.6),
                                                  (signal.SIGTERM, False, 0.6)],
                          ids=["ctrl-c as the workers start", "ctrl-c as they draw", "sigterm as they draw"])
@@ -218,7 +258,7 @@ def test_a_signal_during_the_pool_ends_the_command_in_one_line(sweep, signum, gr
     try:
         workers = _workers_of(proc.pid)
         time.sleep(wait)
-        os.killpg(proc.pid, signum) if group else os.kill(proc.pid, signum)
+        _ctrl_c(proc.pid, workers) if group else os.kill(proc.pid, signum)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -71,8 +71,14 @@ def _start_worker(settings: dict[str, Any]) -> None:
 
 
 def spawn_pool(workers: int) -> Executor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    """The workers start at the first submits (under `_signals_held`). multiprocessing's resource tracker is
+    started here, before: starting it unblocks SIGINT and SIGTERM in this thread, whatever was blocked."""
+    from multiprocessing import resource_tracker
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(_settings(),))
+    resource_tracker.ensure_running()  # its queues' locks have started it already; this says so
+    return pool
 
 
 def _end(pool: Executor) -> None:
@@ -89,9 +95,9 @@ def _end(pool: Executor) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait while the pool starts: its processes (the workers, multiprocessing's resource
-    tracker) inherit the mask and unblock once their handlers are set, so a Ctrl-C that reaches them while
-    they import cannot print a traceback. One that came meanwhile is delivered here when the mask is lifted."""
+    """Ctrl-C and SIGTERM wait while the workers start: they inherit the mask and unblock once their
+    handlers are set, so a Ctrl-C that reaches one while it imports cannot print a traceback. One that came
+    meanwhile is delivered here when the mask is lifted."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)
     try:
         yield
@@ -101,14 +107,10 @@ def _signals_held() -> Iterator[None]:
 
 def _draw_in_pool(draws: Sequence[Draw], workers: int, pool_factory: PoolFactory,
                   done: dict[int, bytes]) -> None:
-    with _signals_held():
-        pool = pool_factory(workers)
-        try:
-            futures = [pool.submit(d) for d in draws]
-        except BaseException:
-            _end(pool)
-            raise
+    pool = pool_factory(workers)  # outside the mask: see spawn_pool
     try:
+        with _signals_held():
+            futures = [pool.submit(d) for d in draws]
         for i, future in enumerate(futures):
             done[i] = future.result()
     except BaseException:
