@@ -82,15 +82,14 @@ def spawn_pool(workers: int) -> Executor:
 
 
 def _end(pool: Executor) -> None:
-    """Stop at once: queued figures are dropped and running workers killed (each holds only its figure)."""
-    # ProcessPoolExecutor's own table of its workers (no public way before Python 3.14's terminate_workers);
-    # taken first: shutdown empties it
+    """Stop at once: running workers killed (each holds only its figure), queued figures dropped, and the
+    pool's own thread waited for, so that nothing of it is half torn down when the process exits (the
+    resource tracker would warn of a leaked semaphore)."""
+    # ProcessPoolExecutor's table of its workers (no public way before Python 3.14's terminate_workers)
     processes = list(dict(getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         p.terminate()
-    for p in processes:
-        p.join()
+    pool.shutdown(wait=True, cancel_futures=True)  # its thread sees the workers gone, and ends
 
 
 @contextlib.contextmanager
