@@ -201,8 +201,8 @@ except KeyboardInterrupt:
 
 
 def test_a_ctrl_c_reaches_an_idle_worker_in_silence():
-    """A worker waiting for a figure (the last ones are being drawn) leaves the Ctrl-C to the parent: a
-    KeyboardInterrupt of its own would print a traceback."""
+    """A worker waiting for a figure (the last ones are being drawn) leaves the Ctrl-C to the parent (a
+    KeyboardInterrupt of its own would print a traceback), and one drawing is stopped, not waited for."""
     env = {**os.environ, "PYTHONPATH": SRC}
     proc = subprocess.Popen([sys.executable, "-c", IDLE_WORKER], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -210,11 +210,14 @@ def test_a_ctrl_c_reaches_an_idle_worker_in_silence():
         workers = _workers_of(proc.pid)
         time.sleep(1.0)  # both started; one is drawing (sleeping), the other waits for work
         _ctrl_c(proc.pid, workers)
+        stopped = time.monotonic()
         out, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - stopped
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert (proc.returncode, out, err) == (130, "interrupted\n", "")
+    assert waited < 10, "the figure being drawn was waited for, not stopped"  # it would take 20 s
 
 
 def _workers_of(pid: int, timeout: float = 30) -> list[int]:
