@@ -25,7 +25,9 @@ from typing import Any
 Draw = Callable[[], bytes]
 PoolFactory = Callable[[int], Executor]
 WORKERS_ENV = "GROKLAB_REPORT_WORKERS"
-MIN_CORES = 3  # measured: on 2 cores a pool is no faster than drawing here (docs/benchmarks.md)
+# measured on 2 cores (docs/benchmarks.md): a pool is twice as fast with both cores free, as fast with one
+# busy, and slower on a machine that others already load; on 2 cores the report is drawn here, never slower
+MIN_CORES = 3
 FIGURES_PER_WORKER = 2  # a worker's start (~0.5 s, in parallel) costs about 1.5 figures' drawing (~0.35 s each)
 _STOP = {signal.SIGINT, signal.SIGTERM}
 
