@@ -172,7 +172,35 @@ def test_how_many_workers():
     assert drawing.worker_count(53, 3) == 3
 
 
+def test_the_rule_starts_workers_only_where_the_main_module_is_safe_to_import_again(monkeypatch):
+    """A spawned worker imports the main module again: groklab's entry points and interactive sessions are
+    safe, a user's script (which may have no __main__ guard and train at import) is not, unless asked."""
+    from types import ModuleType, SimpleNamespace
+
+    def main(file=None, spec=None):
+        m = ModuleType("__main__")
+        if file is not None:
+            m.__file__ = file
+        m.__spec__ = None if spec is None else SimpleNamespace(name=spec)
+        return m
+
+    safe = drawing.main_is_safe_to_import
+    assert safe(main()) and safe(main("/venv/bin/groklab")) and safe(main("/src/groklab/__main__.py", "groklab.__main__"))
+    assert not safe(main("/home/me/train_and_report.py")) and not safe(main("/home/me/m.py", "mypkg.m"))
+    started = []
+    monkeypatch.setattr(drawing, "spawn_pool", lambda workers: started.append(workers) or _no_shm(workers))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv(drawing.WORKERS_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "__main__", main("/home/me/train_and_report.py"))
+    draws = [partial(bytes, 1)] * 53
+    assert drawing.draw_all(draws) == [b"\0"] * 53 and started == []  # a user's script: drawn here
+    monkeypatch.setenv(drawing.WORKERS_ENV, "4")
+    drawing.draw_all(draws)
+    assert started == [4]  # asked for: as asked
+
+
 def test_the_rule_reads_the_affinity_and_the_variable(monkeypatch):
+    monkeypatch.setattr(drawing, "main_is_safe_to_import", lambda: True)  # as under `groklab report`
     started = []
     monkeypatch.setattr(drawing, "spawn_pool", lambda workers: started.append(workers) or _no_shm(workers))
     draws = [partial(bytes, 1)] * 53

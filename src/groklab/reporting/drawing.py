@@ -18,6 +18,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -47,6 +48,23 @@ def worker_count(figures: int, cores: int) -> int:
         return 0
     workers = min(cores, figures // FIGURES_PER_WORKER)
     return workers if workers >= 2 else 0
+
+
+def main_is_safe_to_import(main: Any = None) -> bool:
+    """Whether a spawned worker may start from this process's main module. A worker imports it again (as
+    `__mp_main__`), unless it is a package's `__main__` (`python -m groklab`) or there is none on disk (a
+    notebook, a REPL); a user's script without an `if __name__ == "__main__"` guard would then run again in
+    every worker, training included. So the rule draws here under anything but groklab's own entry points
+    (`python -m groklab`, the `groklab` command, whose script pip writes guarded) and interactive sessions;
+    `workers=` or GROKLAB_REPORT_WORKERS still start workers where the caller says so."""
+    main = sys.modules.get("__main__") if main is None else main
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        return True
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name == "__main__" or spec.name.endswith(".__main__")
+    return os.path.basename(path) in ("groklab", "groklab.exe", "groklab-script.py")
 
 
 def _workers_from_env() -> int | None:
@@ -123,11 +141,12 @@ def _draw_in_pool(draws: Sequence[Draw], workers: int, pool_factory: PoolFactory
 def draw_all(draws: Sequence[Draw], workers: int | None = None, pool_factory: PoolFactory | None = None,
              note: Callable[[str], None] | None = None) -> list[bytes]:
     """Each figure's PNG, in order. `workers`: how many processes draw them (0: this one); by default
-    GROKLAB_REPORT_WORKERS, else `worker_count`'s rule for this machine."""
+    GROKLAB_REPORT_WORKERS, else `worker_count`'s rule for this machine where the main module is safe to
+    import again (main_is_safe_to_import), else none."""
     if workers is None:
         workers = _workers_from_env()
     if workers is None:
-        workers = worker_count(len(draws), usable_cores())
+        workers = worker_count(len(draws), usable_cores()) if main_is_safe_to_import() else 0
     done: dict[int, bytes] = {}
     if workers > 0 and draws:
         try:
