@@ -61,7 +61,7 @@ def test_text_curves_and_report_speak_of_tokens_and_give_no_verdict(tmp_path, mo
         return b"png"
 
     monkeypatch.setattr(plots, "save_figure", keep_labels)
-    write_report(out)
+    write_report(out, workers=0)  # drawn here: a worker would not see the patched save_figure
     assert plots.TEXT_LOSS_LABEL in labels and plots.TEXT_ACC_LABEL in labels
     assert plots.LOSS_LABEL not in labels  # not "nats per answer token": the loss is on every token
     md = (out / "report.md").read_text()

@@ -13,11 +13,13 @@ import json
 import shlex
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import groklab
 from groklab.errors import GroklabError
 from groklab.reporting.blocks import Block, Code, Details, Figure, Heading, Items, Para, Table, markdown_blocks
+from groklab.reporting.drawing import Draw, draw_all
 from groklab.reporting.experiment import experiment_blocks
 from groklab.reporting.runs import Run, distinct, load, run_command, slug, status_text
 from groklab.store import rundir, sweepdir
@@ -109,7 +111,7 @@ def _analysis(runs: Sequence[Run], figure: Callable[..., Figure], single: bool) 
     for r in runs:
         found = [(name, caption) for name, caption in zip(rundir.ANALYSIS_PLOTS, ANALYSIS_CAPTIONS)
                  if (Path(r.row["run_dir"]) / name).is_file()]
-        figures = [figure(f"analysis {r.run_id} {name}", lambda p=Path(r.row["run_dir"]) / name: p.read_bytes(),
+        figures = [figure(f"analysis {r.run_id} {name}", partial(Path.read_bytes, Path(r.row["run_dir"]) / name),
                           f"`{r.run_id}`: {caption} (`{name}`, from `groklab analyze`)", f"{name} of {r.run_id}")
                    for name, caption in found]
         if figures:
@@ -128,20 +130,23 @@ def _facts(folder: Path, header: dict | None, runs: Sequence[Run]) -> Table:
     return Table(["", ""], facts + _environment(runs), kind="facts")
 
 
-def build(folder: str | Path) -> tuple[str, list[Block]]:
-    """The report's title and blocks (figures rendered), read from a sweep folder or a run folder."""
+def build(folder: str | Path, *, workers: int | None = None,
+          note: Callable[[str], None] | None = None) -> tuple[str, list[Block]]:
+    """The report's title and blocks (figures rendered), read from a sweep folder or a run folder. The
+    figures are drawn last, all at once, in worker processes when that pays (`drawing.draw_all`: `workers`,
+    0 for none; `note` hears why the pool stopped, if it did)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise GroklabError(f"{folder}: no such folder")
     header, experiments, runs = load(folder)
     single = header is None
     title = f"groklab report: {header['name'] if header else folder.name}"
-    names: set[str] = set()
+    pending: list[tuple[Figure, Draw]] = []
 
-    def figure(what: str, draw: Callable[[], bytes], caption: str, alt: str) -> Figure:
-        name = f"{len(names) + 1:03d}-{slug(what)}.png"
-        names.add(name)
-        return Figure(name, draw(), caption, alt)
+    def figure(what: str, draw: Draw, caption: str, alt: str) -> Figure:
+        made = Figure(f"{len(pending) + 1:03d}-{slug(what)}.png", b"", caption, alt)  # its PNG: at the end
+        pending.append((made, draw))
+        return made
 
     blocks: list[Block] = [Heading(1, title)]
     if header and header.get("description"):
@@ -169,4 +174,6 @@ def build(folder: str | Path) -> tuple[str, list[Block]]:
     if header and spec.exists():
         text = spec.read_bytes().decode("utf-8", errors="replace")
         blocks.append(Details(f"The sweep spec ({sweepdir.SPEC_FILE})", [Code(text)]))
+    for (made, _), png in zip(pending, draw_all([d for _, d in pending], workers, note=note)):
+        made.png = png
     return title, blocks

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from groklab import plots
 from groklab.reporting.blocks import Block, Details, Figure, Heading, Items, Para, Table
@@ -85,8 +86,9 @@ def _run_figure(r: Run, label: str, figure: Callable[..., Figure], dpi: int = pl
                "of each split; vertical lines at steps-to-memorise (dotted), steps-to-grok (dashed)"
                + (" and the failure (dash-dot)." if r.status == "failed" else
                   " and where it stopped, unfinished (dash-dot)." if r.unfinished and r.history else "."))
-    return figure(f"{'seed' if short else 'curves'} {r.run_id}", lambda: plots.plot_curves(
-        r.history, None, title, r.marks, dpi=dpi, text=r.is_text), caption, f"curves of {r.run_id}")
+    # each draw is a plots function with its data bound (no closure): a worker process can draw it too
+    return figure(f"{'seed' if short else 'curves'} {r.run_id}", partial(
+        plots.plot_curves, r.history, None, title, r.marks, dpi=dpi, text=r.is_text), caption, f"curves of {r.run_id}")
 
 
 def _curves(name: str, cond_axes: Sequence[str], curved: dict[tuple, list[Run]], text: bool,
@@ -96,8 +98,9 @@ def _curves(name: str, cond_axes: Sequence[str], curved: dict[tuple, list[Run]],
         series = [(condition_label(cond_axes, k) + (" (unfinished)" if any(r.unfinished for r in v) else ""),
                    [r.history for r in v]) for k, v in curved.items() if v]
         bands = plots.compare_bands(series)
-        blocks.append(figure(f"compare {name}", lambda: plots.plot_compare(
-            series, "val_token_acc" if text else "val_acc", None, f"{name}: val accuracy by setting", text=text),
+        blocks.append(figure(f"compare {name}", partial(
+            plots.plot_compare, series, "val_token_acc" if text else "val_acc", None,
+            f"{name}: val accuracy by setting", text=text),
             "Validation accuracy of each setting: the mean over its seeds"
             + (", with a min–max band." if bands else " (the bands of each setting are in its own figure below).")
             + (" A setting marked (unfinished) has runs that stopped part-way: its curve ends early or averages"
@@ -114,8 +117,8 @@ def _curves(name: str, cond_axes: Sequence[str], curved: dict[tuple, list[Run]],
         label = label or "all seeds"
         note = _unfinished_note(cond)
         title = f"{name}: {label} · {len(cond)} runs (seeds {seeds_text}){note}"
-        blocks.append(figure(f"band {name} {label}", lambda cond=cond, title=title: plots.plot_band(
-            [r.history for r in cond], [r.marks for r in cond], None, title, text=text),
+        blocks.append(figure(f"band {name} {label}", partial(
+            plots.plot_band, [r.history for r in cond], [r.marks for r in cond], None, title, text=text),
             f"{label}: the mean over {len(cond)} runs (seeds {seeds_text}) with a min–max band; the strip "
             "below marks each run's steps-to-memorise (▲) and steps-to-grok (◆); grey lines: their medians"
             + note + ".", f"mean and band of {label}"))

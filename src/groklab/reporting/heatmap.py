@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from groklab import plots
@@ -72,9 +73,8 @@ def heatmaps(exp: dict, runs: list[Run], figure: Callable[..., Figure]) -> list[
         kinds = [c["kind"] for row in cells for c in row]
         blocks.append(figure(
             f"heatmap {exp['name']} {where}",
-            lambda cells=cells, title=title: plots.plot_heatmap(cells, [fmt_value(x) for x in xs],
-                                                                [fmt_value(y) for y in ys], x_axis, y_axis,
-                                                                None, title),
+            partial(plots.plot_heatmap, cells, [fmt_value(x) for x in xs], [fmt_value(y) for y in ys], x_axis,
+                    y_axis, None, title),
             f"Steps to grok (val accuracy ≥ the threshold and staying there) over {y_axis} × {x_axis}"
             + (f", {where}" if where else "") + ". "
             + ("Each cell: the median over its seeds, a seed that never grokked counted as +∞ (where half or more "

@@ -42,10 +42,12 @@ def _refuse_foreign_report(folder: Path) -> None:
         raise GroklabError(f"{files} holds files groklab's report did not write; move them away")
 
 
-def write_report(folder: str | Path, echo: Callable[[str], None] | None = None) -> tuple[Path, Path]:
-    """report.html (self-contained) and report.md with report_files/*.png, in `folder`; their paths."""
+def write_report(folder: str | Path, echo: Callable[[str], None] | None = None, *,
+                 workers: int | None = None) -> tuple[Path, Path]:
+    """report.html (self-contained) and report.md with report_files/*.png, in `folder`; their paths.
+    `workers`: processes drawing the figures (0: this one); by default as many as pay (`drawing`)."""
     folder = Path(folder)
-    title, blocks = build(folder)
+    title, blocks = build(folder, workers=workers, note=echo)
     _refuse_foreign_report(folder)
     files = folder / FILES_DIR
     # the new figures go into a folder of their own, then replace the old one (names may differ now); a
