@@ -87,3 +87,30 @@ def test_workers_that_cannot_start_leave_none_behind(tmp_path, monkeypatch):
     assert not pre.workers
     pre.wait(1, lambda: False)
     pre.close()
+
+
+def test_a_group_opened_compiled_starts_no_worker_the_next_time(tmp_path, monkeypatch):
+    """From a warm cache a worker costs more than it saves: a group that opened compiled leaves a marker in the
+    cache's folder, and the next command starts workers only for groups without one (other settings, another
+    seed, an emptied cache)."""
+    monkeypatch.setattr(precompile, "wanted", lambda groups: True)
+    monkeypatch.setattr(precompile, "WORKER", (sys.executable, "-c", "pass"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    groups = [[tiny_config(tmp_path / f"g{k}r{s}", seed=s, prime=p) for s in (1, 2)] for k, p in enumerate((5, 7, 11))]
+    first = precompile.Precompile(groups)
+    assert sorted(first.workers) == [1, 2]
+    for configs in groups:
+        first.opened(configs)
+    first.close()
+    moved = [[c.replace(out_dir=str(tmp_path / "elsewhere" / c.train.out_dir[-4:])) for c in g] for g in groups]
+    again = precompile.Precompile(moved)  # the same runs in other folders: the same compiled steps
+    assert not again.workers
+    changed = precompile.Precompile([groups[0], groups[1], [c.replace(seed=9) for c in groups[2]]])
+    assert sorted(changed.workers) == [2]
+    changed.close()
+    for path in (tmp_path / "inductor").rglob("*"):  # an emptied cache empties the markers with it
+        if path.is_file():
+            path.unlink()
+    emptied = precompile.Precompile(groups)
+    assert sorted(emptied.workers) == [1, 2]
+    emptied.close()

@@ -254,6 +254,8 @@ class ManyRuns:
                     got = self.guarded(part, lambda cfgs: self.open_part(cfgs, **self._args(log, part)), pending, log)
                     if isinstance(got, OpenGroup):
                         opened.append((part, got))
+                        if got.engine.compiled:  # compiled, not fallen back: the cache holds it now
+                            precompile.opened([self.configs[i] for i in part])
                     else:
                         self._finished(part, got)
         except BaseException:
