@@ -26,6 +26,8 @@ from groklab.training.precompile import Precompile
 
 MEMORY_SHARE = 0.6  # of the free GPU memory a chunk may plan to use: the estimate below is rough
 MAX_AUTO_CONCURRENT = 8  # groups trained at once on one GPU by default: enough to fill an H100 with small groups
+WORKER_SHARE = 0.25  # compile workers only where their groups' copies fit this share of the free GPU memory,
+WORKER_CONTEXT = 1 << 30  # counting this much for each worker's own CUDA context
 
 
 def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) -> int:
@@ -242,9 +244,11 @@ class ManyRuns:
         after another, before any trains; then each trains in its own thread and CUDA stream. A capture while
         other threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
         opened: list[tuple[list[int], OpenGroup]] = []
-        # workers compile the other groups meanwhile, each into the compile cache (precompile.py)
-        precompile = Precompile([[self.configs[i] for i in chunk] for chunk, _ in wave])
+        precompile = None
         try:
+            # workers compile the other groups meanwhile, each into the compile cache (precompile.py)
+            precompile = Precompile([[self.configs[i] for i in chunk] for chunk, _ in wave],
+                                    room=self._room_for_workers([i for chunk, _ in wave for i in chunk], device))
             for k, (chunk, log) in enumerate(wave):
                 precompile.wait(k, lambda: bool(self.stop))
                 pending = [chunk]
@@ -263,7 +267,8 @@ class ManyRuns:
                 group.close()
             raise
         finally:
-            precompile.close()
+            if precompile is not None:
+                precompile.close()
         torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
 
         def run(part: list[int], group: OpenGroup) -> None:
@@ -280,6 +285,15 @@ class ManyRuns:
         with ThreadPoolExecutor(max(1, len(opened))) as pool:
             for f in [pool.submit(run, part, group) for part, group in opened]:
                 f.result()
+
+    def _room_for_workers(self, runs: list[int], device: torch.device) -> bool:
+        """Whether the GPU has memory for compile workers' copies of these runs' groups (each worker holds
+        its group and a CUDA context of its own while this process opens the wave): a small share of it."""
+        need = sum(bytes_per_run(self.configs[i], d.block_size, d.tokenizer.vocab_size,
+                                 sum(len(x) for x in d.splits.values()))
+                   for i in runs if (d := self.datas[i]) is not None)
+        free, _ = torch.cuda.mem_get_info(device)
+        return need + WORKER_CONTEXT * MAX_AUTO_CONCURRENT <= WORKER_SHARE * free
 
     def run(self) -> list[dict]:
         with stop_on_signals(self.stop):

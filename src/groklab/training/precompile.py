@@ -8,9 +8,10 @@ then opens that group from the cache. A worker reads and writes no run folder, o
 whatever becomes of it (an error, a hang, a signal), the group opens exactly as it would have without it:
 from the cache when the worker finished, compiling itself when not.
 
-A group this process has opened compiled leaves a marker beside the cache: the next command with the same
-group starts no worker for it (from a warm cache a worker's own start, torch's import and CUDA's, cost more
-than the group's load: H200, seed 000's study opened in 64 s with workers, 44 s without).
+A worker is started only for a group whose compiled step differs from the first group's and from the other
+workers' (`graph_key`), and which has not opened compiled before: such a group leaves a marker beside the
+cache, since from a warm cache a worker's own start (torch's import, CUDA's) costs more than the group's load
+(H200: seed 000's study opened in 64 s from a warm cache with workers, 44 s in an earlier round without).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,69 +36,118 @@ from groklab.engine.device import resolve_device
 from groklab.files import atomic_write
 from groklab.training.loop import build_engine
 
-WAIT_S = 300.0  # at most this long for one worker; after it the group compiles here (it never needs the worker)
+WAIT_S = 300.0  # at most this long for a worker, from its start; after it the group compiles here
 DISABLE = "GROKLAB_PRECOMPILE"  # set to 0: no workers (each group compiles in this process, as before)
-WORKER = (sys.executable, "-m", "groklab.training.precompile")  # what a worker runs (main() below)
+# what a worker runs (main() below); -P: a module in the current folder cannot shadow torch or json there
+WORKER = (sys.executable, "-P", "-m", "groklab.training.precompile")
+THREADS = "TORCHINDUCTOR_COMPILE_THREADS"
+SRC = Path(__file__).resolve().parents[2]  # the folder this groklab was imported from: the worker imports it too
 
 
 def wanted(groups: Sequence[Sequence[RunConfig]]) -> bool:
-    """Workers pay where a wave opens two or more compiled groups on a CUDA device."""
-    if len(groups) < 2 or os.environ.get(DISABLE, "1") == "0":
+    """Workers pay where a wave opens two or more compiled groups on a CUDA device, from a Python that can
+    start itself again (not a frozen application)."""
+    if len(groups) < 2 or os.environ.get(DISABLE, "1") == "0" or getattr(sys, "frozen", False):
         return False
-    train = groups[0][0].train
-    device = resolve_device(train.device)
-    return device.type == "cuda" and compiles(train.compile, device)
+    for configs in groups:
+        train = configs[0].train
+        device = resolve_device(train.device)
+        if device.type != "cuda" or not compiles(train.compile, device):
+            return False
+    return True
+
+
+def graph_key(configs: Sequence[RunConfig]) -> str:
+    """What a group's compiled step depends on: its shapes and the switches that change its code, not the
+    values that live in tensors (seeds, rates, weight decay, betas). Groups of one key compile one graph."""
+    dicts = [c.to_dict() for c in configs]
+    optims = [c.optim for c in configs]
+    key = {
+        "data": sorted({json.dumps(d["data"], sort_keys=True) for d in dicts}),
+        "model": dicts[0]["model"],
+        "batch": sorted(c.train.batch_size for c in configs),  # the runs, the largest batch, full-batch runs
+        "train": {k: dicts[0]["train"][k] for k in ("device", "compile", "cuda_graph", "precision")},
+        "filter": sorted({(o.grokfast, o.grokfast_window if o.grokfast == "ma" else 0) for o in optims}),
+        "switches": [any(o.grad_clip > 0 for o in optims), any(o.weight_decay_mode == "l2" for o in optims),
+                     any(o.lr_decay_steps > 0 for o in optims), any(o.orthograd for o in optims),
+                     any(o.decay_on == "all" for o in optims)],
+    }
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def marker(configs: Sequence[RunConfig]) -> Path:
-    """The marker of a group compiled by this torch on this GPU: a file named by a hash of its runs' settings
-    (all but their folders), in the compile cache's folder, so that emptying the cache empties the markers."""
-    settings = [c.to_dict() for c in configs]
-    for d in settings:
-        d["train"].pop("out_dir", None)
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    text = json.dumps([settings, torch.__version__, gpu], sort_keys=True, default=str)
+    """The marker of a group compiled by this torch on this GPU, in the compile cache's folder (emptying the
+    cache empties the markers)."""
+    device = resolve_device(configs[0].train.device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    text = json.dumps([graph_key(configs), torch.__version__, torch.version.cuda, gpu])
     base = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or cache_dir())
     return base / "groklab-groups" / hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-class Precompile:
-    """One worker a group but the first (this process compiles that one meanwhile) and those with a marker;
-    `wait(k)` before opening group k; `opened(configs)` once a group has opened compiled; `close()` ends
-    whatever still runs. Without workers every call but opened() is a no-op."""
+def _marked(configs: Sequence[RunConfig]) -> bool:
+    try:
+        return marker(configs).exists()
+    except OSError:  # a cache folder that cannot be searched: as if unmarked (a worker may still help)
+        return False
 
-    def __init__(self, groups: Sequence[Sequence[RunConfig]]):
+
+class Precompile:
+    """Workers for a wave's groups (see the module docstring); `wait(k)` before opening group k;
+    `opened(configs)` once a group has opened compiled; `close()` ends whatever still runs. `room`: the
+    caller's word that the GPU has memory for the workers' copies of the groups."""
+
+    def __init__(self, groups: Sequence[Sequence[RunConfig]], room: bool = True):
         self.workers: dict[int, subprocess.Popen] = {}
-        self.on = wanted(groups)
-        if not self.on:
-            return
-        todo = [k for k in range(1, len(groups)) if not marker(groups[k]).exists()]
-        # inductor compiles kernels in a pool of processes a worker: share the cores out between the workers
-        threads = max(1, (os.cpu_count() or 1) // len(groups))
-        env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": str(threads)}
+        self.deadlines: dict[int, float] = {}
+        self.files: list[str] = []
+        self.on = False
         try:
-            for k in todo:
-                configs = groups[k]
-                worker = subprocess.Popen(
-                    list(WORKER), stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                    start_new_session=True)  # a terminal's Ctrl-C reaches this process only; close() ends them
-                self.workers[k] = worker
-                worker.stdin.write(json.dumps([c.to_dict() for c in configs]).encode())  # type: ignore[union-attr]
-                worker.stdin.close()  # type: ignore[union-attr]
-        except (OSError, ValueError):  # no worker could start (or take its configs): each compiles here
+            self.on = room and wanted(groups)
+            if self.on:
+                self._start(groups)
+        except Exception:  # noqa: BLE001 - no worker is needed: each group compiles here
             self.close()
+        except BaseException:  # a stop while workers start: none is left behind
+            self.close()
+            raise
+
+    def _start(self, groups: Sequence[Sequence[RunConfig]]) -> None:
+        seen = {graph_key(groups[0])}
+        todo = []
+        for k in range(1, len(groups)):
+            key = graph_key(groups[k])
+            if key not in seen and not _marked(groups[k]):
+                seen.add(key)
+                todo.append(k)
+        if not todo:
+            return
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+        if THREADS not in env:  # inductor compiles kernels in a pool of processes a worker: share the cores out
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            env[THREADS] = str(max(1, cores // (len(todo) + 1)))
+        for k in todo:
+            # the configs in a file, not a pipe: a worker imports torch before it reads, and a large group's
+            # configs would fill a pipe and block this process meanwhile
+            fd, path = tempfile.mkstemp(prefix="groklab-precompile-", suffix=".json")
+            self.files.append(path)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump([c.to_dict() for c in groups[k]], f)
+            self.workers[k] = subprocess.Popen(
+                [*WORKER, path, str(os.getpid())], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=env, start_new_session=True)  # a terminal's Ctrl-C reaches this process only; close() ends them
+            self.deadlines[k] = time.monotonic() + WAIT_S
 
     def wait(self, k: int, stop: Callable[[], bool]) -> None:
-        """Until worker k has ended, WAIT_S have passed or `stop()` says the command is stopping."""
+        """Until worker k has ended, its WAIT_S have passed or `stop()` says the command is stopping."""
         worker = self.workers.get(k)
-        deadline = time.monotonic() + WAIT_S
-        while worker is not None and worker.poll() is None and time.monotonic() < deadline and not stop():
+        while worker is not None and worker.poll() is None and time.monotonic() < self.deadlines[k] and not stop():
             time.sleep(0.05)
 
     def opened(self, configs: Sequence[RunConfig]) -> None:
         """A group has opened compiled (from the cache, or compiling it here): its marker, where it can be
-        written (nothing but a worker's start depends on it)."""
+        written (nothing but a later command's workers depends on it)."""
         if not self.on:
             return
         try:
@@ -107,17 +159,38 @@ class Precompile:
             pass
 
     def close(self) -> None:
-        """End every worker still running (killed: what it compiled is in the cache, or not) and reap them."""
+        """End every worker still running (killed: what it compiled is in the cache, or not), reap them and
+        remove their config files."""
         for worker in self.workers.values():
             if worker.poll() is None:
                 worker.kill()
-            worker.wait()
+            try:
+                worker.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # a process stuck in the kernel: the system reaps it later
+                pass
         self.workers.clear()
+        for path in self.files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.files.clear()
+
+
+def _exit_with(parent: int) -> None:
+    """A worker's watch: it ends as soon as the process that started it has (killed, say), rather than
+    compiling on for no one."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def main() -> None:
-    """A worker: the group's configs as JSON on stdin; its engine built (so compiled) once, then nothing."""
-    configs = [RunConfig.from_dict(d) for d in json.load(sys.stdin)]
+    """A worker: the path of the group's configs (JSON) and the process id of the command that started it;
+    the group's engine built (so compiled) once."""
+    threading.Thread(target=_exit_with, args=(int(sys.argv[2]),), daemon=True).start()
+    with open(sys.argv[1], encoding="utf-8") as f:
+        configs = [RunConfig.from_dict(d) for d in json.load(f)]
     build_engine(configs, [load_run_data(c.data, c.model) for c in configs])
 
 
