@@ -139,3 +139,66 @@ def test_concurrent_cpu_chunks_split_on_their_own(tmp_path):
     # two chunks, each in a thread of its own, each split into its two runs
     assert sorted(map(tuple, fake.tried)) == [("r0",), ("r0", "r1"), ("r1",), ("r2",), ("r2", "r3"), ("r3",)]
     assert [r["status"] for r in results] == ["done"] * 4 and {r["trained_with"] for r in results} == {1}
+
+
+class RecordingPrecompile:
+    """Stands in for precompile.Precompile: what a wave asks of it, in order."""
+
+    calls: list = []
+
+    def __init__(self, groups, room=True):
+        self.calls.append(("start", [[c.train.out_dir[-2:] for c in g] for g in groups], room))
+
+    def wait(self, k, stop):
+        self.calls.append(("wait", k, stop()))
+
+    def opened(self, configs):
+        self.calls.append(("opened", [c.train.out_dir[-2:] for c in configs]))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+@pytest.mark.parametrize("fail_at", [None, 1])
+def test_a_wave_waits_for_each_groups_worker_before_opening_it_and_ends_them_all(tmp_path, monkeypatch, fail_at):
+    """open_wave (a GPU wave's opening; its CUDA parts are not needed): the compile workers are started for the
+    wave, group k is opened only after worker k was waited for, a group opened compiled is marked, one that
+    fell back to eager is not, and the workers are ended whatever happens, an error while opening included
+    (the groups opened so far are then closed)."""
+    from types import SimpleNamespace
+
+    from groklab.training import groups as groups_module
+    from groklab.training.loop import OpenGroup
+
+    RecordingPrecompile.calls = []
+    monkeypatch.setattr(groups_module, "Precompile", RecordingPrecompile)
+    monkeypatch.setattr(ManyRuns, "_room_for_workers", lambda self, runs, device: True)
+    closed = []
+
+    def open_part(cfgs, **kwargs):
+        names = [c.train.out_dir[-2:] for c in cfgs]
+        RecordingPrecompile.calls.append(("open", names))
+        if fail_at is not None and names == [f"r{fail_at}"]:
+            raise KeyboardInterrupt
+        group = OpenGroup([], None, SimpleNamespace(compiled=names != ["r2"]), {}, 0, "", None, None)
+        group.close = lambda names=names: closed.append(names)
+        return group
+
+    configs = cpu_runs(tmp_path, 3)
+    many = ManyRuns(configs, open_part=open_part)
+    many.prepare()
+    wave = [([0], None), ([1], None), ([2], None)]
+    if fail_at is None:
+        opened = many.open_wave(wave, torch.device("cpu"))
+        assert [part for part, _ in opened] == [[0], [1], [2]] and not closed
+        assert RecordingPrecompile.calls == [
+            ("start", [["r0"], ["r1"], ["r2"]], True),
+            ("wait", 0, False), ("open", ["r0"]), ("opened", ["r0"]),
+            ("wait", 1, False), ("open", ["r1"]), ("opened", ["r1"]),
+            ("wait", 2, False), ("open", ["r2"]),  # fell back to eager: not marked
+            ("close",)]
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            many.open_wave(wave, torch.device("cpu"))
+        assert closed == [["r0"]]
+        assert RecordingPrecompile.calls[-2:] == [("open", ["r1"]), ("close",)]

@@ -243,10 +243,32 @@ class ManyRuns:
         """Several groups on one GPU at once: each is opened (its step captured as a CUDA graph) here, one
         after another, before any trains; then each trains in its own thread and CUDA stream. A capture while
         other threads launch work fails inside torch (seen on an H100), so no capture overlaps training."""
+        opened = self.open_wave(wave, device)
+        torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
+
+        def run(part: list[int], group: OpenGroup) -> None:
+            stream = torch.cuda.Stream(device)
+            out = None
+            try:
+                with torch.cuda.stream(stream):
+                    out = self.guarded(part, lambda cfgs: train_group(group, self.stop), None, group.log)
+                    stream.synchronize()
+            finally:
+                group.close()
+                self._finished(part, out)
+
+        with ThreadPoolExecutor(max(1, len(opened))) as pool:
+            for f in [pool.submit(run, part, group) for part, group in opened]:
+                f.result()
+
+    def open_wave(self, wave: list[tuple[list[int], Callable[[str], None] | None]],
+                  device: torch.device) -> list[tuple[list[int], OpenGroup]]:
+        """A wave's groups opened one after another (a part that runs out of memory split in two), while
+        workers compile the others into the compile cache (precompile.py); on an error or a stop, the ones
+        opened are closed again."""
         opened: list[tuple[list[int], OpenGroup]] = []
         precompile = None
         try:
-            # workers compile the other groups meanwhile, each into the compile cache (precompile.py)
             precompile = Precompile([[self.configs[i] for i in chunk] for chunk, _ in wave],
                                     room=self._room_for_workers([i for chunk, _ in wave for i in chunk], device))
             for k, (chunk, log) in enumerate(wave):
@@ -269,22 +291,7 @@ class ManyRuns:
         finally:
             if precompile is not None:
                 precompile.close()
-        torch.cuda.synchronize(device)  # what opening wrote on this stream is ready for the groups' own streams
-
-        def run(part: list[int], group: OpenGroup) -> None:
-            stream = torch.cuda.Stream(device)
-            out = None
-            try:
-                with torch.cuda.stream(stream):
-                    out = self.guarded(part, lambda cfgs: train_group(group, self.stop), None, group.log)
-                    stream.synchronize()
-            finally:
-                group.close()
-                self._finished(part, out)
-
-        with ThreadPoolExecutor(max(1, len(opened))) as pool:
-            for f in [pool.submit(run, part, group) for part, group in opened]:
-                f.result()
+        return opened
 
     def _room_for_workers(self, runs: list[int], device: torch.device) -> bool:
         """Whether the GPU has memory for compile workers' copies of these runs' groups (each worker holds
