@@ -84,8 +84,10 @@ def test_one_worker_a_compiled_step_none_for_the_first_groups_own(tmp_path, work
               [c.replace(prime=11) for c in same]]
     pre = precompile.Precompile(groups)
     assert sorted(pre.workers) == [2, 3]
+    files = list(pre.files)
+    assert len(files) == 2 and all(os.path.exists(f) for f in files)
     pre.close()
-    assert not pre.workers and not pre.files  # the workers' config files are gone with them
+    assert not pre.workers and not any(os.path.exists(f) for f in files)  # the config files gone with them
 
 
 def test_a_group_opened_compiled_starts_no_worker_the_next_time(tmp_path, workers_on_cpu, monkeypatch):
@@ -175,10 +177,11 @@ def test_a_stop_while_workers_start_leaves_none_behind(tmp_path, workers_on_cpu,
         return started[-1]
 
     monkeypatch.setattr(precompile.subprocess, "Popen", popen)
+    monkeypatch.setattr(precompile.tempfile, "tempdir", str(tmp_path))  # where the workers' config files go
     with pytest.raises(KeyboardInterrupt):
         precompile.Precompile([[tiny_config(tmp_path / "a", prime=p)] for p in (5, 7, 11)])
     assert started[0].poll() is not None  # killed and reaped
-    assert not list(tmp_path.parent.glob("groklab-precompile-*"))
+    assert not list(tmp_path.glob("groklab-precompile-*"))  # both config files (the second's worker never ran)
 
 
 def _alive(pid: int) -> bool:
