@@ -10,14 +10,7 @@ source "$(dirname "$0")/round_common.sh"
 frame round13.tar.gz
 export PYTHONPYCACHEPREFIX=/tmp/round13-pyc
 stamp "start"
-for start in cold warm; do
-    S0=$(date +%s)
-    timeout "$(until_left 60)" python3 -m groklab reproduce seed-000 --precision bf16 --max_steps 200 \
-        --out "/tmp/r13-$start" 2>&1 | while IFS= read -r line; do echo "[$(( $(date +%s) - S0 )) s] $line"; done \
-        > "$R/start-$start.log"
-    stamp "$start start exited ${PIPESTATUS[0]} after $(( $(date +%s) - S0 )) s"
-    grep -E "running · 0 failed$|run-steps|report written" "$R/start-$start.log" | head -12
-done
+study_starts 60
 timeout "$(until_left 5)" python3 benchmarks/bench_step.py --batch 64 512 --precision fp32 --compile both \
     --steps 50 --repeats 5 > "$R/step.txt" 2>&1
 stamp "bench_step exited $?"; grep -v "^W1\|warn" "$R/step.txt" | tail -12

@@ -10,13 +10,5 @@ source "$(dirname "$0")/round_common.sh"
 frame round14.tar.gz
 export PYTHONPYCACHEPREFIX=/tmp/round14-pyc
 stamp "start"
-for start in cold warm; do
-    S0=$(date +%s)
-    timeout "$(until_left 230)" python3 -m groklab reproduce seed-000 --precision bf16 --max_steps 200 \
-        --out "/tmp/r14-$start" 2>&1 | while IFS= read -r line; do echo "[$(( $(date +%s) - S0 )) s] $line"; done \
-        > "$R/start-$start.log"
-    stamp "$start start exited ${PIPESTATUS[0]} after $(( $(date +%s) - S0 )) s"
-    grep -E "running · 0 failed$|run-steps|report written" "$R/start-$start.log" | head -12
-    ls "$XDG_CACHE_HOME/groklab/torchinductor/groklab-groups" 2>&1 | wc -l
-done
+study_starts 230
 gpu_tests 5 170 tests/test_precompile.py tests/test_groups.py

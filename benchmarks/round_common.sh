@@ -26,3 +26,17 @@ gpu_tests() {
         "$@" > "$R/tests.log" 2>&1
     stamp "tests exited $?"; grep -E "^FAILED|^ERROR|Timeout|[0-9]+ passed|[0-9]+ failed" "$R/tests.log" | tail -25
 }
+# seed 000's study started twice, cold then warm (`--max_steps 200`: the full study's seven shapes), leaving
+# $1 s of the deadline after each; each output line stamped with its second, in $R/start-{cold,warm}.log
+study_starts() {
+    local keep=$1 start S0
+    for start in cold warm; do
+        S0=$(date +%s)
+        timeout "$(until_left "$keep")" python3 -m groklab reproduce seed-000 --precision bf16 --max_steps 200 \
+            --out "$R-$start" 2>&1 | while IFS= read -r line; do echo "[$(( $(date +%s) - S0 )) s] $line"; done \
+            > "$R/start-$start.log"
+        stamp "$start start exited ${PIPESTATUS[0]} after $(( $(date +%s) - S0 )) s"
+        grep -E "running · 0 failed$|run-steps|report written" "$R/start-$start.log" | head -12
+        ls "$XDG_CACHE_HOME/groklab/torchinductor/groklab-groups" 2>/dev/null | wc -l
+    done
+}
