@@ -127,6 +127,7 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """`groklab train` and `groklab run`."""
     from groklab.store.sweepdir import claim_seeds_folder
     from groklab.training.groups import train_many
+    from groklab.training.interrupts import decide_result
 
     o = options_from_args(args, opt.TrainOptions if args.command == "train" else opt.RunOptions)
     cfg = _positional_source(getattr(o, "path", None), config_from_args(args, base_config(args.command)))
@@ -148,7 +149,9 @@ def train_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if seeds_folder is not None:
             seeds_folder.close()
     for s in summaries:
-        draw_missing_curves(s, cfg.train.plot)
+        draw_missing_curves(s, cfg.train.plot)  # a stop here is still one: the curves are the same command's work
+    decide_result()
+    for s in summaries:
         print(result_line(s, cfg.train.plot), file=sys.stderr if s.get("status") == "failed" else sys.stdout)
     return 1 if any(s.get("status") == "failed" for s in summaries) else 0
 

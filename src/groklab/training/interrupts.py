@@ -71,6 +71,21 @@ def raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _result_decided(signum: int, frame: object) -> None:
+    """The handler once a command's result is decided (decide_result): nothing is left to stop."""
+
+
+def decide_result() -> None:
+    """A command has decided its result and is about to print and return it: from here to the end of
+    signals_as_interrupts, SIGINT and SIGTERM change nothing. (A signal just after `groklab train` printed its
+    result was raised in the few lines left before the program's own exit handling, and a finished command
+    ended as interrupted, status 130, in 1 of 8 tries on a loaded machine.)"""
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) in (raise_keyboard_interrupt, raise_stop_now):
+                signal.signal(s, _result_decided)
+
+
 def _redeliver_swallowed(previous: object) -> object:
     """A sys.unraisablehook: a KeyboardInterrupt or StopNow raised inside a finalizer (a weakref callback,
     __del__) is printed as "Exception ignored in ..." and lost, so the Ctrl-C would be ignored; it is sent to
@@ -107,7 +122,7 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         sys.unraisablehook = previous_hook
         for s, h in previous.items():
-            if signal.getsignal(s) in (raise_keyboard_interrupt, raise_stop_now):  # a later handler stays
+            if signal.getsignal(s) in (raise_keyboard_interrupt, raise_stop_now, _result_decided):  # a later one stays
                 signal.signal(s, h)
 
 
