@@ -196,6 +196,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
 def sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from groklab.experiments.spec import load_spec
     from groklab.experiments.sweep import run_sweep
+    from groklab.training.interrupts import decide_result
 
     o = options_from_args(args, opt.SweepOptions)
     check_out_path(o.out, "--out")
@@ -205,10 +206,12 @@ def sweep_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_can_log(trains)
     counts = run_sweep(spec, o.out, overrides, retry_failed=o.retry_failed, argv=["groklab", *argv],
                        **o.backend_args())
+    decide_result()  # everything is written and said: nothing is left for a signal to stop
     return 0 if counts["failed"] == 0 else 1
 
 
 def reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from groklab.training.interrupts import decide_result
     from groklab.workflows import reproduce
 
     o = options_from_args(args, opt.ReproduceOptions)
@@ -217,6 +220,7 @@ def reproduce_cmd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_can_log([args])
     counts = reproduce(o.study, o.out, quick=o.quick, overrides=given_fields(args), argv=["groklab", *argv],
                        **o.backend_args())
+    decide_result()  # the tables and the report are written: nothing is left for a signal to stop
     return 0 if counts["failed"] == 0 else 1
 
 
