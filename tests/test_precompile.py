@@ -42,7 +42,7 @@ print(json.dumps([engine.compiled, engine.compile_failed, dict(counters["inducto
 @pytest.fixture
 def workers_on_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(precompile, "wanted", lambda groups: True)
-    monkeypatch.setattr(precompile, "_cores", lambda: 16)  # the device machine's count (CI has 2: no workers)
+    monkeypatch.setattr(precompile, "usable_cores", lambda: 16)  # the device machine's count (CI has 2: no workers)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
 
 
@@ -226,7 +226,7 @@ def test_two_cores_a_compiling_process_or_no_worker(tmp_path, workers_on_cpu, mo
     """Compiling is CPU work: on 2 cores three groups opened slower with workers than without (docs), so a
     worker needs two cores of its own, beside this process's two; the groups past that compile here."""
     monkeypatch.setattr(precompile, "WORKER", (sys.executable, "-c", "pass"))
-    monkeypatch.setattr(precompile, "_cores", lambda: cores)
+    monkeypatch.setattr(precompile, "usable_cores", lambda: cores)
     pre = precompile.Precompile([[tiny_config(tmp_path / "a", prime=p)] for p in (5, 7, 11, 13)])
     assert sorted(pre.workers) == workers
     pre.close()

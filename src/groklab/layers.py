@@ -6,7 +6,7 @@ Layout section from this table and the modules' own docstrings.
 
 # (layer, its modules or packages, in import order; what the layer is for)
 LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("leaves", ("errors", "files", "lock", "plots", "tables", "metrics", "extras", "layers"),
+    ("leaves", ("errors", "files", "lock", "machine", "plots", "tables", "metrics", "extras", "layers"),
      "nothing of groklab below them: errors, atomic files, figures, table formats, grokking measures"),
     ("config", ("fields", "config", "presets"), "typed, validated dataclasses: what a run is and how it executes"),
     ("data", ("data",), "operations, tokenizers, equation files, examples and a run's dataset"),

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
+from groklab.machine import usable_cores
+
 Draw = Callable[[], bytes]
 PoolFactory = Callable[[int], Executor]
 WORKERS_ENV = "GROKLAB_REPORT_WORKERS"
@@ -31,14 +33,6 @@ WORKERS_ENV = "GROKLAB_REPORT_WORKERS"
 MIN_CORES = 3
 FIGURES_PER_WORKER = 2  # a worker's start (~0.5 s, in parallel) costs about 1.5 figures' drawing (~0.35 s each)
 _STOP = {signal.SIGINT, signal.SIGTERM}
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, as a container or `taskset` sets it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on every platform
-        return os.cpu_count() or 1
 
 
 def worker_count(figures: int, cores: int) -> int:

@@ -45,13 +45,17 @@ def bytes_per_run(cfg: RunConfig, block_size: int, vocab: int, n_examples: int) 
     return 4 * 4 * n_params + activations + data + filter_state + decay_mask
 
 
+def data_bytes_per_run(cfg: RunConfig, data: RunData) -> int:
+    """bytes_per_run for a run of this data (its context, vocabulary and every split's examples)."""
+    return bytes_per_run(cfg, data.block_size, data.tokenizer.vocab_size, sum(len(x) for x in data.splits.values()))
+
+
 def chunk_size(configs: Sequence[RunConfig], datas: Sequence[RunData], device: torch.device,
                share: float = MEMORY_SHARE) -> int:
     """How many of these (same-shape) runs fit the device at once; all of them on the CPU."""
     if device.type != "cuda" or not configs:
         return max(len(configs), 1)
-    per_run = max(bytes_per_run(c, d.block_size, d.tokenizer.vocab_size, sum(len(x) for x in d.splits.values()))
-                  for c, d in zip(configs, datas))
+    per_run = max(data_bytes_per_run(c, d) for c, d in zip(configs, datas))
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(len(configs), int(free * share) // per_run))
 
@@ -296,9 +300,7 @@ class ManyRuns:
     def _room_for_workers(self, runs: list[int], device: torch.device) -> bool:
         """Whether the GPU has memory for compile workers' copies of these runs' groups (each worker holds
         its group and a CUDA context of its own while this process opens the wave): a small share of it."""
-        need = sum(bytes_per_run(self.configs[i], d.block_size, d.tokenizer.vocab_size,
-                                 sum(len(x) for x in d.splits.values()))
-                   for i in runs if (d := self.datas[i]) is not None)
+        need = sum(data_bytes_per_run(self.configs[i], d) for i in runs if (d := self.datas[i]) is not None)
         free, _ = torch.cuda.mem_get_info(device)
         return need + WORKER_CONTEXT * MAX_AUTO_CONCURRENT <= WORKER_SHARE * free
 

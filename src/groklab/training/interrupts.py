@@ -71,6 +71,9 @@ def raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+_RAISING = (raise_keyboard_interrupt, raise_stop_now)  # the handlers signals_as_interrupts installs
+
+
 def _result_decided(signum: int, frame: object) -> None:
     """The handler once a command's result is decided (decide_result): nothing is left to stop."""
 
@@ -79,10 +82,10 @@ def decide_result() -> None:
     """A command has decided its result and is about to print and return it: from here to the end of
     signals_as_interrupts, SIGINT and SIGTERM change nothing. (A signal just after `groklab train` printed its
     result was raised in the few lines left before the program's own exit handling, and a finished command
-    ended as interrupted, status 130, in 1 of 8 tries on a loaded machine.)"""
+    ended as interrupted, status 130, in 8 of 25 tries at once on a busy 2-core machine.)"""
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(s) in (raise_keyboard_interrupt, raise_stop_now):
+            if signal.getsignal(s) in _RAISING:
                 signal.signal(s, _result_decided)
 
 
@@ -122,7 +125,7 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         sys.unraisablehook = previous_hook
         for s, h in previous.items():
-            if signal.getsignal(s) in (raise_keyboard_interrupt, raise_stop_now, _result_decided):  # a later one stays
+            if signal.getsignal(s) in (*_RAISING, _result_decided):  # a later handler stays
                 signal.signal(s, h)
 
 

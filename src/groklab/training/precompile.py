@@ -34,6 +34,7 @@ from groklab.data.dataset import load_run_data
 from groklab.engine.compile_cache import cache_dir, compiles
 from groklab.engine.device import resolve_device
 from groklab.files import atomic_write
+from groklab.machine import usable_cores
 from groklab.training.loop import build_engine
 
 WAIT_S = 300.0  # at most this long for a worker, from its start; after it the group compiles here
@@ -92,11 +93,6 @@ def _marked(configs: Sequence[RunConfig]) -> bool:
         return False
 
 
-def _cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class Precompile:
     """Workers for a wave's groups (see the module docstring); `wait(k)` before opening group k;
     `opened(configs)` once a group has opened compiled; `close()` ends whatever still runs. `room`: the
@@ -127,7 +123,7 @@ class Precompile:
                 todo.append(k)
         # compiling is CPU work: two cores a process at least (on 2 cores, three groups opened in 70 s with
         # workers against 58 s without); the groups past that compile here
-        cores = _cores()
+        cores = usable_cores()
         todo = todo[: max(0, cores // 2 - 1)]
         if not todo:
             return
@@ -143,8 +139,9 @@ class Precompile:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump([c.to_dict() for c in groups[k]], f)
             self.workers[k] = subprocess.Popen(
-                [*WORKER, path, str(os.getpid())], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                env=env, start_new_session=True)  # a terminal's Ctrl-C reaches this process only; close() ends them
+                [*WORKER, path, str(os.getpid())], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env=env,
+                start_new_session=True)  # a terminal's Ctrl-C reaches this process only; close() ends them
             self.deadlines[k] = time.monotonic() + WAIT_S
 
     def wait(self, k: int, stop: Callable[[], bool]) -> None:
