@@ -108,6 +108,11 @@ def test_a_group_opened_compiled_starts_no_worker_the_next_time(tmp_path, worker
     changed = precompile.Precompile([groups[0], groups[1], [c.replace(prime=13) for c in groups[2]]])
     assert sorted(changed.workers) == [2]
     changed.close()
+    with monkeypatch.context() as patched:  # other code (a new groklab) traces another step from the same shapes
+        patched.setattr(precompile, "step_code", lambda: "other code")
+        upgraded = precompile.Precompile(groups)
+        assert sorted(upgraded.workers) == [1, 2]
+        upgraded.close()
     for path in (tmp_path / "inductor").rglob("*"):  # an emptied cache empties the markers with it
         if path.is_file():
             path.unlink()

@@ -76,12 +76,22 @@ def graph_key(configs: Sequence[RunConfig]) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 
+def step_code() -> str:
+    """A hash of the code that a compiled step is traced from (groklab's engine and model packages): a
+    marker left by other code says nothing of what this code compiles to."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*(root / "engine").glob("*.py"), *(root / "model").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def marker(configs: Sequence[RunConfig]) -> Path:
-    """The marker of a group compiled by this torch on this GPU, in the compile cache's folder (emptying the
-    cache empties the markers)."""
+    """The marker of a group compiled from this code by this torch on this GPU, in the compile cache's folder
+    (emptying the cache empties the markers)."""
     device = resolve_device(configs[0].train.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    text = json.dumps([graph_key(configs), torch.__version__, torch.version.cuda, gpu])
+    text = json.dumps([graph_key(configs), step_code(), torch.__version__, torch.version.cuda, gpu])
     base = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or cache_dir())
     return base / "groklab-groups" / hashlib.sha256(text.encode()).hexdigest()[:40]
 
