@@ -1,7 +1,7 @@
 """Where a group step's GPU time goes: the PyTorch profiler over a few steps of E runs, built as the trainer
 builds them (`--compile`, `--precision`), kernels counted per step and the top kernels by device time.
 
-    python benchmarks/profile_group.py --E 256 --batch 64 [--compile] [--precision tf32]
+    python benchmarks/profile_group.py --E 256 --batch 64 [--compile] [--precision tf32] [--ops]
 
 The profiled steps are eager (the kernels the captured CUDA graph replays, launched one by one); the graph's
 own replay time is timed beside them.
@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=18)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--ops", action="store_true",
+                    help="also the ATen operators that launch kernels, by input shape (which op launches what)")
     args = ap.parse_args()
     device = torch.device("cuda")
     data, mcfg = seed000_data()
@@ -38,7 +40,8 @@ def main() -> None:
         for _ in range(3):
             eager()
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.ops else [])
+        with profile(activities=activities, record_shapes=args.ops) as prof:
             for _ in range(args.steps):
                 eager()
             torch.cuda.synchronize()
@@ -47,6 +50,9 @@ def main() -> None:
     print(f"E={args.E} batch={args.batch} path={engine.path} ran={engine.ran}: graph replay {graph_ms:.3f} ms/step; "
           f"eager: {len(kernels) / args.steps:.0f} kernels a step, {busy_ms:.3f} ms of kernel time a step")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=70))
+    if args.ops:
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=40,
+                                                                  max_name_column_width=40, max_shapes_column_width=80))
 
 
 if __name__ == "__main__":
