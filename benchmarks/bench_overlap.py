@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from common import machine, study_groups, window
+from common import machine, open_study, study_args, window
 
-from groklab.training.loop import open_group, resolve_device
+from groklab.training.loop import resolve_device
 from groklab.workflows import study_spec
 
 
@@ -83,10 +83,7 @@ def round_robin(groups, streams, steps: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", default="seed-000")
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    study_args(ap, steps=500)
     ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
                     help="a torch._inductor.config setting for the compiled step (repeatable)")
     args = ap.parse_args()
@@ -101,11 +98,8 @@ def main() -> None:
                     "precision": args.precision, "steps": args.steps,
                     "inductor": args.inductor}
     with tempfile.TemporaryDirectory() as tmp:
-        configs, datas, planned = study_groups(runs, device, args.compile, tmp)
-        t0 = time.perf_counter()
-        groups = [open_group([configs[i] for i in g], datas=[datas[i] for i in g], log=lambda line: None)
-                  for g in planned]
-        report["open_s"] = round(time.perf_counter() - t0, 1)
+        planned, groups, open_s = open_study(runs, device, args.compile, tmp)
+        report["open_s"] = round(open_s, 1)
         report["paths"] = sorted({g.path for g in groups})
         streams = [torch.cuda.Stream(device) for _ in groups]
         for g, s in zip(groups, streams):  # warm: every graph replayed on the stream it will use

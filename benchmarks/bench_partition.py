@@ -25,10 +25,10 @@ import traceback
 import torch
 
 from bench_overlap import threaded
-from common import machine, study_groups, window
+from common import machine, open_study, study_args, window
 from green import partition
 
-from groklab.training.loop import open_group, resolve_device
+from groklab.training.loop import resolve_device
 from groklab.workflows import study_spec
 
 
@@ -83,10 +83,7 @@ def balanced(fit: list[tuple[float, float]], total: int, grain: int) -> list[int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", default="seed-000")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    study_args(ap, steps=300)
     ap.add_argument("--grain", type=int, default=8, help="SMs a partition is a multiple of")
     ap.add_argument("--total", type=int, default=120, help="SMs the plans share out")
     args = ap.parse_args()
@@ -96,11 +93,8 @@ def main() -> None:
     report: dict = {"machine": machine(device), "study": args.study, "compile": args.compile,
                     "precision": args.precision, "steps": args.steps, "sms": sm_total}
     with tempfile.TemporaryDirectory() as tmp:
-        configs, datas, planned = study_groups(runs, device, args.compile, tmp)
-        t0 = time.perf_counter()
-        groups = [open_group([configs[i] for i in g], datas=[datas[i] for i in g], log=lambda line: None)
-                  for g in planned]
-        report["open_s"] = round(time.perf_counter() - t0, 1)
+        planned, groups, open_s = open_study(runs, device, args.compile, tmp)
+        report["open_s"] = round(open_s, 1)
         report["groups"] = [len(g) for g in planned]
         streams = [torch.cuda.Stream(device) for _ in groups]
         alone: list[float] = []

@@ -18,6 +18,7 @@ from groklab.data.examples import stack
 from groklab.model.gpt import GPT
 from groklab.model.reference import ReferenceGPT, make_optimizer, reference_step
 from groklab.training.groups import plan_groups
+from groklab.training.loop import open_group
 
 OPTIM = OptimConfig(learning_rate=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, grad_clip=0.0)
 
@@ -69,6 +70,24 @@ def study_groups(runs, device: torch.device, compile: bool, tmp: str):
     configs = [r.config.replace(out_dir=f"{tmp}/{i}", compile=compile, device=device.type) for i, r in enumerate(runs)]
     datas = [load_run_data(c.data, c.model) for c in configs]
     return configs, datas, plan_groups(configs, datas)
+
+
+def study_args(ap, steps: int) -> None:
+    """The options of a benchmark over a study's groups: --study, --steps, --compile, --precision."""
+    ap.add_argument("--study", default="seed-000")
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+
+
+def open_study(runs, device: torch.device, compile: bool, tmp: str):
+    """Every engine group of a study opened as its sweep opens them, one after another: (the groups' run
+    indices, the open groups, seconds it took)."""
+    configs, datas, planned = study_groups(runs, device, compile, tmp)
+    t0 = time.perf_counter()
+    groups = [open_group([configs[i] for i in g], datas=[datas[i] for i in g], log=lambda line: None)
+              for g in planned]
+    return planned, groups, time.perf_counter() - t0
 
 
 def sync(device: torch.device) -> None:
