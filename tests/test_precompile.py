@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+import groklab.engine
 from groklab.training import precompile
 from tests.helpers import tiny_config
 
@@ -58,6 +59,27 @@ def test_a_worker_fills_the_cache_that_a_process_then_compiles_from(tmp_path):
     compiled, failed, counts = json.loads(opened.stdout.decode().splitlines()[-1])
     assert compiled and not failed
     assert counts.get("fxgraph_cache_hit", 0) >= 1 and not counts.get("fxgraph_cache_miss"), counts
+
+
+def test_the_code_hash_reads_only_regular_source_files_and_never_raises(tmp_path, monkeypatch):
+    """Markers are keyed on a hash of the imported data, engine and model packages' source: a changed or added
+    file changes it; a pipe (which would block a read), a directory, an editor's dangling lock link are
+    skipped, and a file name that is not UTF-8 is hashed as its bytes."""
+    folder = tmp_path / "engine"
+    folder.mkdir()
+    (folder / "step.py").write_text("x = 1\n")
+    monkeypatch.setattr(groklab.engine, "__path__", [str(folder)])
+    first = precompile.step_code()
+    os.mkfifo(folder / "pipe.py")
+    (folder / "dir.py").mkdir()
+    os.symlink(folder / "gone", folder / ".#step.py")
+    assert precompile.step_code() == first
+    with open(os.fsencode(folder) + b"/\xff.py", "wb") as f:
+        f.write(b"y = 2\n")
+    second = precompile.step_code()
+    assert second != first
+    (folder / "step.py").write_text("x = 2\n")
+    assert precompile.step_code() not in (first, second)
 
 
 def test_workers_start_only_for_a_wave_of_compiled_groups_on_a_gpu(tmp_path, monkeypatch):
@@ -157,11 +179,13 @@ def test_a_failing_worker_or_one_that_cannot_start_only_did_not_help(tmp_path, w
     none.close()
 
 
-def test_an_unsearchable_cache_folder_turns_markers_off_not_the_command(tmp_path, workers_on_cpu, monkeypatch):
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), ValueError("a name not in UTF-8")])
+def test_an_unsearchable_cache_folder_turns_markers_off_not_the_command(tmp_path, workers_on_cpu, monkeypatch,
+                                                                        error):
     monkeypatch.setattr(precompile, "WORKER", (sys.executable, "-c", "pass"))
 
-    def unreadable(configs):
-        raise PermissionError(13, "Permission denied")
+    def unreadable(configs, code):
+        raise error
 
     monkeypatch.setattr(precompile, "marker", unreadable)
     groups = [[tiny_config(tmp_path / "a", prime=p)] for p in (5, 7)]

@@ -29,6 +29,9 @@ from typing import Callable, Sequence
 
 import torch
 
+import groklab.data
+import groklab.engine
+import groklab.model
 from groklab.config import RunConfig
 from groklab.data.dataset import load_run_data
 from groklab.engine.compile_cache import cache_dir, compiles
@@ -77,29 +80,39 @@ def graph_key(configs: Sequence[RunConfig]) -> str:
 
 
 def step_code() -> str:
-    """A hash of the code that a compiled step is traced from (groklab's engine and model packages): a
-    marker left by other code says nothing of what this code compiles to."""
-    root = Path(__file__).resolve().parent.parent
+    """A hash of the code that a compiled step and its shapes come from (the data, engine and model packages,
+    as imported): a marker left by other code says nothing of what this code compiles to. Never raises and
+    never blocks: only regular files are read, and one that cannot be read counts as unreadable (a stale
+    marker costs time, never a result)."""
     digest = hashlib.sha256()
-    for path in sorted([*(root / "engine").glob("*.py"), *(root / "model").glob("*.py")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for package in (groklab.data, groklab.engine, groklab.model):
+        for folder in package.__path__:
+            for path in sorted(Path(folder).glob("*.py")):
+                name = os.fsencode(path.name)
+                try:
+                    if name.startswith(b".") or not path.is_file():  # an editor's lock link, a pipe
+                        continue
+                    text = path.read_bytes()
+                except OSError:
+                    text = b"\0unreadable"
+                digest.update(len(name).to_bytes(4, "big") + name + len(text).to_bytes(8, "big") + text)
     return digest.hexdigest()[:16]
 
 
-def marker(configs: Sequence[RunConfig]) -> Path:
-    """The marker of a group compiled from this code by this torch on this GPU, in the compile cache's folder
-    (emptying the cache empties the markers)."""
+def marker(configs: Sequence[RunConfig], code: str) -> Path:
+    """The marker of a group compiled from this code (`step_code()`) by this torch on this GPU, in the compile
+    cache's folder (emptying the cache empties the markers)."""
     device = resolve_device(configs[0].train.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    text = json.dumps([graph_key(configs), step_code(), torch.__version__, torch.version.cuda, gpu])
+    text = json.dumps([graph_key(configs), code, torch.__version__, torch.version.cuda, gpu])
     base = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or cache_dir())
     return base / "groklab-groups" / hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def _marked(configs: Sequence[RunConfig]) -> bool:
+def _marked(configs: Sequence[RunConfig], code: str) -> bool:
     try:
-        return marker(configs).exists()
-    except OSError:  # a cache folder that cannot be searched: as if unmarked (a worker may still help)
+        return marker(configs, code).exists()
+    except Exception:  # noqa: BLE001 - e.g. a cache folder that cannot be searched: as if unmarked
         return False
 
 
@@ -113,11 +126,14 @@ class Precompile:
         self.deadlines: dict[int, float] = {}
         self.files: list[str] = []
         self.on = False
+        self.code = ""  # step_code(), read once: code changed on disk meanwhile is not what this process runs
         try:
             self.on = room and wanted(groups)
             if self.on:
+                self.code = step_code()
                 self._start(groups)
         except Exception:  # noqa: BLE001 - no worker is needed: each group compiles here
+            self.on = False
             self.close()
         except BaseException:  # a stop while workers start: none is left behind
             self.close()
@@ -128,7 +144,7 @@ class Precompile:
         todo = []
         for k in range(1, len(groups)):
             key = graph_key(groups[k])
-            if key not in seen and not _marked(groups[k]):
+            if key not in seen and not _marked(groups[k], self.code):
                 seen.add(key)
                 todo.append(k)
         # compiling is CPU work: two cores a process at least (on 2 cores, three groups opened in 70 s with
@@ -166,11 +182,11 @@ class Precompile:
         if not self.on:
             return
         try:
-            path = marker(configs)
+            path = marker(configs, self.code)
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, "", sync=False)
-        except OSError:
+        except Exception:  # noqa: BLE001 - a marker only saves a later command time
             pass
 
     def close(self) -> None:
