@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from groklab.store import rundir
-from groklab.config import ModelConfig, RunConfig, TrainConfig
+from groklab.config import RunConfig, TrainConfig
 from groklab.data.dataset import RunData, load_run_data
 from groklab.engine.device import resolve_device  # noqa: F401  (benchmarks import it from here)
 from groklab.engine.compile_cache import compiles
@@ -52,11 +52,6 @@ def group_key(cfg: RunConfig, data: RunData) -> tuple:
             o.grokfast, o.grokfast_window if o.grokfast == "ma" else None, t.max_steps,
             t.eval_points_per_decade, t.eval_interval, t.device, t.early_stop_evals, t.grok_threshold,
             t.checkpoint_interval, t.cuda_graph, t.compile, t.precision, t.snapshots_per_decade, t.snapshot_interval)
-
-
-def _group_shape(members: Sequence[Member]) -> tuple[ModelConfig, int]:
-    key = group_key(members[0].cfg, members[0].data)  # open_group checked that every member has this key
-    return key[0], key[1]
 
 
 @dataclass
@@ -153,12 +148,11 @@ def build_engine(configs: Sequence[RunConfig], datas: Sequence[RunData]) -> tupl
 
 def _open(members: list[Member], resume: list[bool], start: int, argv: list[str] | None,
           log: Callable[[str], None] | None, on_steps: Callable[[int], None] | None) -> OpenGroup:
-    mcfg, _ = _group_shape(members)
     tcfg = members[0].cfg.train
-    device = resolve_device(tcfg.device)
     E = len(members)
-
+    # open_group checked that every member has the first one's group_key: build_engine's shape is theirs
     model, engine = build_engine([m.cfg for m in members], [m.data for m in members])
+    mcfg, device = model.cfg, resolve_device(tcfg.device)
     eval_sets = {}
     for split in SPLITS:
         parts = [m.data.scored[split] for m in members]

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import torch
 
+import groklab
 import groklab.data
 import groklab.engine
 import groklab.model
@@ -45,7 +46,9 @@ DISABLE = "GROKLAB_PRECOMPILE"  # set to 0: no workers (each group compiles in t
 # what a worker runs (main() below); -P: a module in the current folder cannot shadow torch or json there
 WORKER = (sys.executable, "-P", "-m", "groklab.training.precompile")
 THREADS = "TORCHINDUCTOR_COMPILE_THREADS"
-SRC = Path(__file__).resolve().parents[2]  # the folder this groklab was imported from: the worker imports it too
+# the folder this groklab was imported from, as imported (a link not followed to another tree): the worker
+# imports it too, and step_code() hashes the same packages
+SRC = Path(groklab.__path__[0]).absolute().parent
 
 
 def wanted(groups: Sequence[Sequence[RunConfig]]) -> bool:
