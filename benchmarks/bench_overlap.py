@@ -16,7 +16,6 @@ both take as long, the GPU does.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import tempfile
 import threading
@@ -24,7 +23,7 @@ import time
 
 import torch
 
-from common import machine, open_study, study_args, window
+from common import apply_inductor, inductor_args, machine, open_study, study_args, window
 
 from groklab.training.loop import resolve_device
 from groklab.workflows import study_spec
@@ -84,14 +83,9 @@ def round_robin(groups, streams, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     study_args(ap, steps=500)
-    ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
-                    help="a torch._inductor.config setting for the compiled step (repeatable)")
+    inductor_args(ap)
     args = ap.parse_args()
-    import torch._inductor.config as inductor
-
-    for setting in args.inductor:
-        key, value = setting.split("=", 1)
-        setattr(inductor, key, ast.literal_eval(value))
+    apply_inductor(args.inductor)
     device = resolve_device("auto")
     runs = study_spec(args.study).expand({"precision": args.precision})
     report: dict = {"machine": machine(device), "study": args.study, "compile": args.compile,

@@ -3,6 +3,7 @@ nanoGPT-style baseline, and timing that alternates windows so drift in the machi
 
 from __future__ import annotations
 
+import ast
 import platform
 import statistics
 import time
@@ -78,6 +79,24 @@ def study_args(ap, steps: int) -> None:
     ap.add_argument("--steps", type=int, default=steps)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+
+
+def inductor_args(ap) -> None:
+    """--inductor KEY=VALUE (repeatable): a torch._inductor.config setting for the compiled step."""
+    ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                    help="a torch._inductor.config setting for the compiled step (repeatable)")
+
+
+def apply_inductor(settings: list[str]) -> None:
+    """Set each KEY=VALUE of --inductor (VALUE a Python literal) before anything compiles; a key inductor does
+    not have is an error, not a silent no-op."""
+    import torch._inductor.config as inductor
+
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        if not hasattr(inductor, key):
+            raise SystemExit(f"no such inductor setting: {key}")
+        setattr(inductor, key, ast.literal_eval(value))
 
 
 def open_study(runs, device: torch.device, compile: bool, tmp: str):

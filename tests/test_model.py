@@ -173,6 +173,30 @@ def test_attention_as_reductions_equals_the_matmul_attention(select):
     assert not torch.allclose(outs[0], _attention(qq, k, v, torch.ones_like(allowed), 0.0))  # the mask matters
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_the_compiled_paths_product_then_bias_is_baddbmm(autocast):
+    """The compiled GPU path's linear layer (a plain product, then each run's own bias added) is baddbmm:
+    values and the gradients of input, weight and bias, to bf16's precision under autocast, where its sum with
+    the bias stays float32."""
+    from groklab.model.gpt import _product_then_bias
+
+    g = torch.Generator().manual_seed(0)
+    E, rows, C_in, C_out = 3, 10, 8, 6
+    x = torch.randn(E, rows, C_in, generator=g, requires_grad=True)
+    w = torch.randn(E, C_in, C_out, generator=g, requires_grad=True)
+    b = torch.randn(E, C_out, generator=g, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        ours, theirs = _product_then_bias(x, w, b), torch.baddbmm(b[:, None, :], x, w)
+    assert ours.dtype == torch.float32 and theirs.dtype == (torch.bfloat16 if autocast else torch.float32)
+    tol = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(ours, theirs.float(), **tol)
+    weights = torch.randn(E, rows, C_out, generator=g)  # a loss that tells every output apart
+    grads = [torch.autograd.grad((y.float() * weights).sum(), (x, w, b)) for y in (ours, theirs)]
+    for a, c in zip(*grads):
+        torch.testing.assert_close(a, c, **tol)
+    assert not torch.allclose(ours, (torch.bmm(x, w) + b[:1, None, :]).float(), **tol)  # each run's own bias
+
+
 @pytest.mark.parametrize("B, T", [(8, 5), (64, 9), (48, 7)])
 def test_the_compiled_paths_embedding_gradient_is_the_embeddings_own(B, T):
     """The table gradient as one-hot products over parts of the batch (compiled code) equals the embedding's

@@ -195,8 +195,24 @@ def _linear(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.T
     w = p[f"{prefix}.weight"]  # (E, C_in, C_out)
     b = p.get(f"{prefix}.bias")
     x2 = x.reshape(E, B * T, C)
-    y = torch.bmm(x2, w) if b is None else torch.baddbmm(b[:, None, :], x2, w)
+    if b is None:
+        y = torch.bmm(x2, w)
+    elif x.is_cuda and torch.compiler.is_compiling():
+        y = _product_then_bias(x2, w, b)
+    else:
+        y = torch.baddbmm(b[:, None, :], x2, w)
     return y.view(E, B, T, w.shape[-1])
+
+
+def _product_then_bias(x2: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(E, rows, C_in) x (E, C_in, C_out) + the bias (E, C_out), for torch.compile on a GPU: there baddbmm
+    first copies the broadcast bias into the whole output (an ATen strided copy a linear layer, which inductor
+    cannot fuse: 7 % of a compiled step at 3 runs x batch 512 on an H200), while an addition after a plain
+    product is fused into the kernel that reads the product next. The sum stays in the bias's float32 (under
+    bf16 autocast a product of bf16 is rounded once, not its sum with the bias again): measured faster on an
+    H200 than rounding it to bf16 (round 18/19, docs/benchmarks.md), and what reads it (the residual, GELU,
+    the attention's float32 sums) takes float32 anyway."""
+    return torch.bmm(x2, w) + b[:, None, :]
 
 
 SHORT_CONTEXT = 64  # up to this many tokens, attention as two small matmuls beats the fused kernels
