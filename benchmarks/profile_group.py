@@ -21,25 +21,22 @@ from common import apply_inductor, groklab_engine, inductor_args, seed000_data, 
 from groklab.model import gpt  # noqa: E402
 
 
-def _linear_bias_in_gemm(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
-    """gpt._linear as it was before 2026-12-02 (--bias gemm): the bias inside the product, baddbmm, which on a
-    GPU first copies the broadcast bias into the output."""
-    E, B, T, C = x.shape
-    w, b = p[f"{prefix}.weight"], p.get(f"{prefix}.bias")
-    x2 = x.reshape(E, B * T, C)
-    y = torch.bmm(x2, w) if b is None else torch.baddbmm(b[:, None, :], x2, w)
-    return y.view(E, B, T, w.shape[-1])
+def _bias_in_gemm(x2: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """--bias gemm: the compiled GPU path's product with its bias as before 2026-12-02, baddbmm, which on a GPU
+    first copies the broadcast bias into the output."""
+    return torch.baddbmm(b[:, None, :], x2, w)
 
 
-def _linear_bias_after(x: torch.Tensor, p: dict[str, torch.Tensor], prefix: str, rounded: bool = False):
-    """The bias added after the product, its sum left in float32 (--bias after, round 18's experiment, the
-    model's way since) or rounded to the product's dtype (--bias rounded, round 19's)."""
-    E, B, T, C = x.shape
-    w, b = p[f"{prefix}.weight"], p.get(f"{prefix}.bias")
-    y = torch.bmm(x.reshape(E, B * T, C), w)
-    if b is not None:
-        y = (y + b[:, None, :]).to(y.dtype) if rounded else y + b[:, None, :]
-    return y.view(E, B, T, w.shape[-1])
+def _bias_rounded(x2: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """--bias rounded: the bias added after the product, the sum rounded to the product's dtype (round 19's)."""
+    y = torch.bmm(x2, w)
+    return (y + b[:, None, :]).to(y.dtype)
+
+
+# --bias: what stands in for gpt._product_then_bias, the compiled GPU path's product with a bias ("after",
+# round 18's experiment, is the model's own way since)
+BIAS = {"model": gpt._product_then_bias, "after": gpt._product_then_bias, "gemm": _bias_in_gemm,
+        "rounded": _bias_rounded}
 
 
 def main() -> None:
@@ -50,7 +47,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=18)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--precision", default="fp32")
-    ap.add_argument("--bias", default="model", choices=["model", "gemm", "after", "rounded"],
+    ap.add_argument("--bias", default="model", choices=sorted(BIAS),
                     help="a linear layer's bias: as the model adds it (compiled on a GPU: after a plain bmm), in "
                          "the product (baddbmm, which on a GPU first copies the broadcast bias into the output), "
                          "after a plain bmm left in float32, or after it rounded to the product's dtype")
@@ -59,9 +56,7 @@ def main() -> None:
     inductor_args(ap)
     args = ap.parse_args()
     apply_inductor(args.inductor)
-    if args.bias != "model":
-        gpt._linear = {"gemm": _linear_bias_in_gemm, "after": _linear_bias_after,
-                       "rounded": lambda x, p, prefix: _linear_bias_after(x, p, prefix, rounded=True)}[args.bias]
+    gpt._product_then_bias = BIAS[args.bias]
     device = torch.device("cuda")
     data, mcfg = seed000_data()
     engine = groklab_engine(data, mcfg, args.E, args.batch, device, compile=args.compile,
